@@ -1,0 +1,43 @@
+"""Header values that are safe to put on the wire: no injected lines, RFC 2047 where needed."""
+
+from __future__ import annotations
+
+import re
+from email.header import Header
+from email.utils import formataddr
+
+from guide.errors import HeaderInjectionError
+
+# CR and LF, plus every other character Unicode or a mail parser may treat as a line break.
+_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def check_header_text(value: str, what: str) -> str:
+    """Return `value` unchanged, or raise HeaderInjectionError if it holds a line break."""
+    if _BREAKS.search(value) or _CONTROL.search(value):
+        raise HeaderInjectionError(f"{what} must be one line without control characters")
+    return value
+
+
+def clean_header_text(value: str) -> str:
+    """Remove line breaks and control characters (defence in depth at send time)."""
+    return " ".join(_CONTROL.sub(" ", _BREAKS.sub(" ", value)).split())
+
+
+def encode_text(name: str, value: str) -> bytes:
+    """`Name: value` folded to 78 columns, with RFC 2047 encoded words for non-ASCII."""
+    value = check_header_text(value, name)
+    if value.isascii() and len(name) + len(value) + 2 <= 78:
+        return f"{name}: {value}".encode("ascii")
+    encoded = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name)
+    return f"{name}: {encoded.encode(linesep=chr(13) + chr(10))}".encode("ascii")
+
+
+def encode_address(display_name: str, address: str) -> str:
+    """An address header value; the display name is cleaned and encoded, never trusted."""
+    check_header_text(address, "address")
+    if not address.isascii():
+        raise HeaderInjectionError("address must be ASCII (IDN domains in punycode)")
+    name = clean_header_text(display_name)
+    return formataddr((name, address), charset="utf-8") if name else address

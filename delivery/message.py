@@ -1,0 +1,270 @@
+"""Assemble lesson emails as bytes: render each lesson once, fill only personal parts per send."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from delivery.headers import clean_header_text, encode_address, encode_text
+from guide.config import Config
+from guide.lessons import Lesson, Sequence
+from guide.render import markdown_to_html, markdown_to_text, render_template_body
+
+CRLF = b"\r\n"
+# The parts of an email that differ per subscriber. Everything else is rendered once per lesson.
+PERSONAL = ("greeting", "manage_url", "unsubscribe_url", "online_url")
+_MARK = re.compile(r"\[\[drg:(\w+)\]\]")
+
+
+def _marker(name: str) -> Markup:
+    # The name is one of PERSONAL, never user input.
+    return Markup(f"[[drg:{name}]]")  # noqa: S704
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one message goes to, and how they asked to receive it."""
+
+    email: str
+    name: str = ""
+    discreet: bool = False
+
+
+@dataclass(frozen=True)
+class Personal:
+    """The per-subscriber values of one message."""
+
+    message_id: str
+    unsubscribe_url: str
+    manage_url: str = ""
+    online_url: str = ""
+
+
+def _qp_line(line: str) -> bytes:
+    # binascii.b2a_qp is C: one call per line keeps soft breaks inside the line, so
+    # pre-encoded lines and per-message lines can simply be joined with CRLF.
+    return binascii.b2a_qp(line.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+class _Part:
+    """One text part, pre-encoded as quoted-printable except for lines with personal markers."""
+
+    def __init__(self, rendered: str, *, escape: bool) -> None:
+        self.escape = escape
+        self.chunks: list[bytes | str] = []
+        static: list[bytes] = []
+        for line in rendered.replace("\r\n", "\n").split("\n"):
+            if _MARK.search(line):
+                if static:
+                    self.chunks.append(CRLF.join(static) + CRLF)
+                    static = []
+                self.chunks.append(line)
+            else:
+                static.append(_qp_line(line))
+        if static:
+            self.chunks.append(CRLF.join(static) + CRLF)
+
+    def encode(self, values: Mapping[str, str]) -> bytes:
+        out: list[bytes] = []
+        for chunk in self.chunks:
+            if isinstance(chunk, bytes):
+                out.append(chunk)
+                continue
+
+            def fill(match: re.Match[str]) -> str:
+                value = values[match.group(1)]
+                return html.escape(value) if self.escape else value
+
+            out.append(_qp_line(_MARK.sub(fill, chunk)) + CRLF)
+        return b"".join(out)
+
+
+@dataclass(frozen=True)
+class _Variant:
+    head: bytes  # From, Subject, List-Id and the constant headers, ready to send
+    text: _Part
+    html: _Part
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A lesson (or notice) rendered once, in normal and discreet form."""
+
+    key: str
+    boundary: str
+    normal: _Variant
+    discreet: _Variant
+
+
+class MessageFactory:
+    """Renders templates and assembles complete, standards-conforming messages."""
+
+    def __init__(self, config: Config, templates: Path) -> None:
+        self.config = config
+        self.env = Environment(
+            loader=FileSystemLoader(templates / "email"),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._cache: dict[str, PreparedMessage] = {}
+
+    def _footer_context(self) -> dict[str, Any]:
+        footer = self.config.footer
+        return {
+            "crisis_resources": footer.crisis_resources,
+            "emergency": footer.emergency,
+            "disclaimer": footer.disclaimer,
+            **{name: _marker(name) for name in PERSONAL},
+        }
+
+    def prepare_lesson(self, sequence: Sequence, lesson: Lesson) -> PreparedMessage:
+        """Render `lesson` once; cached by its content, so an edited lesson is rendered anew."""
+        day = sequence.day_of(lesson.id) or 0
+        key = hashlib.sha256(repr((sequence.id, len(sequence), day, lesson)).encode()).hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        body = render_template_body(
+            lesson.body,
+            {
+                "sequence_title": sequence.title,
+                "day": day,
+                "total_days": len(sequence),
+                "lesson_title": lesson.title,
+            },
+        )
+        context = {
+            **self._footer_context(),
+            "day": day,
+            "total_days": len(sequence),
+            "sequence_title": sequence.title,
+            "phase_title": sequence.phase_title(lesson.phase),
+            "lesson_title": lesson.title,
+            "content_note": lesson.content_note,
+            "reflection": lesson.reflection,
+            # markdown-it escapes all text and raw HTML is disabled, so this is safe markup.
+            "body_html": Markup(markdown_to_html(body)),  # noqa: S704
+            "body_text": markdown_to_text(body),
+            "discreet_subject": lesson.discreet_subject or self.config.sender.discreet_subject,
+        }
+        prepared = self._prepare(
+            key,
+            "lesson",
+            context,
+            subjects=(
+                lesson.subject,
+                lesson.discreet_subject or self.config.sender.discreet_subject,
+            ),
+            list_label=sequence.id,
+            list_title=sequence.title,
+        )
+        if len(self._cache) > 512:  # lessons change rarely; bound memory if they churn
+            self._cache.clear()
+        self._cache[key] = prepared
+        return prepared
+
+    def _prepare(
+        self,
+        key: str,
+        template: str,
+        context: dict[str, Any],
+        *,
+        subjects: tuple[str, str],
+        list_label: str,
+        list_title: str,
+    ) -> PreparedMessage:
+        sender = self.config.sender
+        boundary = f"=_drg_{key[:24]}"  # '=_' never occurs in quoted-printable output
+        variants = []
+        for discreet, subject, from_name in (
+            (False, subjects[0], sender.name),
+            (True, subjects[1], sender.discreet_name),
+        ):
+            values = {**context, "discreet": discreet, "title": subject}
+            values["preheader"] = subject if discreet else ""
+            text = self.env.get_template(f"{template}.txt").render(values)
+            page = self.env.get_template(f"{template}.html").render(values)
+            head = [
+                encode_text("From", encode_address(from_name, sender.address)),
+                encode_text("Subject", subject),
+            ]
+            if sender.reply_to:
+                head.append(encode_text("Reply-To", sender.reply_to))
+            # In discreet mode the list's display name is the neutral sender name too.
+            title = from_name if discreet else list_title
+            head += [
+                encode_text("List-Id", f"{title} <{list_label}.{sender.domain}>"),
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                b"Auto-Submitted: auto-generated",
+                b"MIME-Version: 1.0",
+                f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode("ascii"),
+            ]
+            variants.append(
+                _Variant(
+                    CRLF.join(head) + CRLF, _Part(text, escape=False), _Part(page, escape=True)
+                )
+            )
+        return PreparedMessage(key, boundary, variants[0], variants[1])
+
+    def build(
+        self, prepared: PreparedMessage, recipient: Recipient, personal: Personal, when: datetime
+    ) -> bytes:
+        """The complete message for one recipient, CRLF line endings, 7-bit clean."""
+        variant = prepared.discreet if recipient.discreet else prepared.normal
+        name = clean_header_text(recipient.name)
+        values = {
+            "greeting": f"Hi {name}," if name else "Hello,",
+            "manage_url": personal.manage_url,
+            "unsubscribe_url": personal.unsubscribe_url,
+            "online_url": personal.online_url,
+        }
+        unsubscribe = f"<{personal.unsubscribe_url}>"
+        if self.config.unsubscribe_mailto:
+            unsubscribe += f", <mailto:{self.config.unsubscribe_mailto}?subject=unsubscribe>"
+        boundary = prepared.boundary.encode("ascii")
+        return b"".join(
+            (
+                b"Date: ",
+                format_datetime(when).encode("ascii"),
+                CRLF,
+                encode_text("To", encode_address(name, recipient.email)),
+                CRLF,
+                b"Message-ID: ",
+                personal.message_id.encode("ascii"),
+                CRLF,
+                variant.head,
+                b"List-Unsubscribe: ",
+                unsubscribe.encode("ascii"),
+                CRLF,
+                CRLF,
+                b"--",
+                boundary,
+                CRLF,
+                b"Content-Type: text/plain; charset=utf-8\r\n",
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+                variant.text.encode(values),
+                b"--",
+                boundary,
+                CRLF,
+                b"Content-Type: text/html; charset=utf-8\r\n",
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+                variant.html.encode(values),
+                b"--",
+                boundary,
+                b"--\r\n",
+            )
+        )

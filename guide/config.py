@@ -1,0 +1,561 @@
+"""Operator configuration: load config.yaml, validate every key, resolve secrets."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from collections.abc import Mapping as AbstractMapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from guide.errors import ConfigError
+from guide.yamlsrc import Mapping, YAMLSyntaxError, load_yaml
+
+T = TypeVar("T")
+
+TRANSPORTS = ("maildir", "smtp", "memory")
+SMTP_SECURITY = ("starttls", "tls", "none", "auto")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    """How to reach the relay."""
+
+    host: str = "localhost"
+    port: int = 25
+    security: str = "auto"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    verify_certificates: bool = True
+    ca_file: str = ""
+    local_hostname: str = ""
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """Who the mail is from, in normal and in discreet mode."""
+
+    address: str = "guide@localhost"
+    name: str = "Daily Recovery Guide"
+    discreet_name: str = "Daily Notes"
+    discreet_subject: str = "Your note for today"
+    reply_to: str = ""
+
+    @property
+    def domain(self) -> str:
+        """The domain of the sender address, used for Message-IDs and List-Id."""
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class CrisisResource:
+    """One line of the crisis resources shown in every email's footer."""
+
+    name: str
+    contact: str
+    url: str = ""
+
+
+DEFAULT_CRISIS_RESOURCES = (
+    CrisisResource(
+        name="National Domestic Violence Hotline (US)",
+        contact="call 1-800-799-7233 or text START to 88788, any hour",
+        url="https://www.thehotline.org",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class FooterConfig:
+    """Safety text every email carries."""
+
+    crisis_resources: tuple[CrisisResource, ...] = DEFAULT_CRISIS_RESOURCES
+    emergency: str = (
+        "If you are in danger right now, call 911 in the US or your local emergency number."
+    )
+    disclaimer: str = (
+        "This guide is educational. It is not a substitute for care from a licensed clinician "
+        "or advocate."
+    )
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """How the daily loop claims, sends and records."""
+
+    interval_seconds: int = 30
+    batch_size: int = 500
+    connections: int = 4
+    lease_seconds: int = 600
+    commit_every: int = 200
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    retry_lifetime: timedelta = timedelta(days=5)
+    shutdown_grace_seconds: float = 30.0
+    closing_email: bool = True
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """Where the subscriber pages listen and the base URL links in emails use."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class DKIMConfig:
+    """DKIM signing; off unless a selector, domain and key are configured."""
+
+    selector: str = ""
+    domain: str = ""
+    private_key: bytes = field(default=b"", repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether messages are signed."""
+        return bool(self.selector and self.domain and self.private_key)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    source: Path | None = None
+    state_dir: Path = Path("state")
+    database_url: str = ""
+    lessons_dir: Path = Path("lessons")
+    default_sequence: str = "no-contact"
+    transport: str = "maildir"
+    maildir_path: Path = Path("state/outbox")
+    smtp: SMTPConfig = SMTPConfig()
+    sender: SenderConfig = SenderConfig()
+    unsubscribe_mailto: str = ""
+    footer: FooterConfig = FooterConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    web: WebConfig = WebConfig()
+    dkim: DKIMConfig = DKIMConfig()
+    link_secret: str = field(default="", repr=False)
+    link_lifetime: timedelta = timedelta(days=30)
+    log_level: str = "INFO"
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded database file used when no database URL is configured."""
+        return self.state_dir / "guide.sqlite3"
+
+
+class _Section:
+    """Typed access to one mapping of the YAML, reporting errors by key path."""
+
+    def __init__(self, data: Any, path: str, source: str) -> None:
+        if data is None:
+            data = Mapping()
+        if not isinstance(data, dict):
+            raise ConfigError(path or "(top level)", "must be a mapping of keys", source=source)
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.source = source
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def where(self, name: str) -> str:
+        line = self.data.line_of(name) if isinstance(self.data, Mapping) else 1
+        return f"{self.source}:{line}"
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.key(name), message, source=self.where(name))
+
+    def get(self, name: str, default: T, check: Callable[[Any], T], expected: str) -> T:
+        self.used.add(name)
+        if name not in self.data or self.data[name] is None:
+            return default
+        try:
+            return check(self.data[name])
+        except (TypeError, ValueError) as err:
+            raise self.error(name, expected) from err
+
+    def section(self, name: str) -> _Section:
+        self.used.add(name)
+        return _Section(self.data.get(name), self.key(name), self.source)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (misspelt? see the comments in config.yaml)")
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(value)
+        return value
+
+    return check
+
+
+def _number_range(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(value)
+        if not low <= value <= high:
+            raise ValueError(value)
+        return float(value)
+
+    return check
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(value)
+        return str(value)
+
+    return check
+
+
+def _address(value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError(value)
+    return value
+
+
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+def _plain_text(value: Any) -> str:
+    # Footer and sender text ends up in headers or emails: one line, no control characters.
+    text = _string(value)
+    if any(ord(ch) < 32 or ch in "\u2028\u2029\x85\x7f" for ch in text):
+        raise ValueError(value)
+    return text
+
+
+def read_secret(
+    name: str,
+    *,
+    env: AbstractMapping[str, str],
+    file_value: str,
+    file_key: str,
+    base: Path,
+    source: str,
+) -> str:
+    """A secret from $DRG_<NAME>, a `*_file` key, or systemd's $CREDENTIALS_DIRECTORY/<name>."""
+    from_env = env.get(f"DRG_{name.upper()}")
+    if from_env:
+        return from_env
+    candidates: list[tuple[Path, str]] = []
+    if file_value:
+        candidates.append((base / Path(file_value).expanduser(), file_key))
+    elif env.get("CREDENTIALS_DIRECTORY"):
+        credential = Path(env["CREDENTIALS_DIRECTORY"]) / name
+        if credential.exists():
+            candidates.append((credential, "$CREDENTIALS_DIRECTORY"))
+    for path, key in candidates:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(key, f"cannot read {path}: {err.strerror}", source=source) from err
+    return ""
+
+
+def load_config(path: Path | None, env: AbstractMapping[str, str] | None = None) -> Config:
+    """Read and validate `path`; absent keys get defaults; ConfigError names a bad key."""
+    env = os.environ if env is None else env
+    if path is None:
+        return _build(Mapping(), Path.cwd(), "(defaults)", env, None)
+    try:
+        data = load_yaml(path)
+    except FileNotFoundError as err:
+        raise ConfigError("--config", f"no such file: {path}") from err
+    except YAMLSyntaxError as err:
+        raise ConfigError(
+            "(syntax)", err.message, source=f"{path}:{err.line}:{err.column}"
+        ) from err
+    return _build(data, path.resolve().parent, str(path), env, path)
+
+
+def _build(
+    data: Any, base: Path, source: str, env: AbstractMapping[str, str], path: Path | None
+) -> Config:
+    top = _Section(data, "", source)
+    d = Config()
+
+    def relative(value: str) -> Path:
+        return base / Path(value).expanduser()
+
+    state_dir = relative(top.get("state_dir", "state", _string, "must be a folder path"))
+    database = top.section("database")
+    database_url = database.get("url", "", _string, "must be a SQLAlchemy URL or empty")
+    if database_url and not database_url.startswith(
+        ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+    ):
+        raise database.error("url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+    database.finish()
+
+    lessons = top.section("lessons")
+    lessons_dir = relative(lessons.get("dir", "lessons", _string, "must be a folder path"))
+    default_sequence = lessons.get(
+        "default_sequence", d.default_sequence, _string, "must be a sequence id"
+    )
+    lessons.finish()
+
+    transport = top.get(
+        "transport", d.transport, _choice(TRANSPORTS), f"must be one of {', '.join(TRANSPORTS)}"
+    )
+    maildir = top.section("maildir")
+    maildir_value = maildir.get("path", "", _string, "must be a folder path")
+    maildir.finish()
+    maildir_path = relative(maildir_value) if maildir_value else state_dir / "outbox"
+
+    smtp_section = top.section("smtp")
+    s = SMTPConfig()
+    username = smtp_section.get("username", "", _string, "must be a string")
+    password_file = smtp_section.get("password_file", "", _string, "must be a file path")
+    smtp = SMTPConfig(
+        host=smtp_section.get("host", s.host, _string, "must be a host name"),
+        port=smtp_section.get(
+            "port", s.port, _int_range(1, 65535), "must be an integer from 1 to 65535"
+        ),
+        security=smtp_section.get(
+            "security",
+            s.security,
+            _choice(SMTP_SECURITY),
+            f"must be one of {', '.join(SMTP_SECURITY)}",
+        ),
+        username=username,
+        password=read_secret(
+            "smtp_password",
+            env=env,
+            file_value=password_file,
+            file_key="smtp.password_file",
+            base=base,
+            source=source,
+        ),
+        timeout=smtp_section.get(
+            "timeout", s.timeout, _number_range(1, 600), "must be seconds from 1 to 600"
+        ),
+        verify_certificates=smtp_section.get(
+            "verify_certificates", True, _boolean, "must be true or false"
+        ),
+        ca_file=smtp_section.get("ca_file", "", _string, "must be a file path"),
+        local_hostname=smtp_section.get("local_hostname", "", _string, "must be a host name"),
+    )
+    if "password" in smtp_section.data:
+        raise smtp_section.error(
+            "password",
+            "secrets do not belong in config.yaml: set $DRG_SMTP_PASSWORD or smtp.password_file",
+        )
+    smtp_section.finish()
+
+    sender_section = top.section("sender")
+    sd = SenderConfig()
+    sender = SenderConfig(
+        address=sender_section.get("address", sd.address, _address, "must be an email address")
+        or _missing(sender_section, "address"),
+        name=sender_section.get("name", sd.name, _plain_text, "must be one line of text"),
+        discreet_name=sender_section.get(
+            "discreet_name", sd.discreet_name, _plain_text, "must be one line of text"
+        ),
+        discreet_subject=sender_section.get(
+            "discreet_subject", sd.discreet_subject, _plain_text, "must be one line of text"
+        ),
+        reply_to=sender_section.get("reply_to", "", _address, "must be an email address"),
+    )
+    sender_section.finish()
+    unsubscribe_mailto = top.get("unsubscribe_mailto", "", _address, "must be an email address")
+
+    footer_section = top.section("footer")
+    fd = FooterConfig()
+    resources = fd.crisis_resources
+    raw = footer_section.get("crisis_resources", None, lambda v: v, "")
+    if raw is not None:
+        if not isinstance(raw, list) or not raw:
+            raise footer_section.error("crisis_resources", "must be a non-empty list")
+        parsed = []
+        for index, item in enumerate(raw):
+            entry = _Section(item, footer_section.key(f"crisis_resources[{index}]"), source)
+            parsed.append(
+                CrisisResource(
+                    name=entry.get("name", "", _plain_text, "must be one line of text")
+                    or _missing(entry, "name"),
+                    contact=entry.get("contact", "", _plain_text, "must be one line of text")
+                    or _missing(entry, "contact"),
+                    url=entry.get("url", "", _http_url, "must be an http(s) URL"),
+                )
+            )
+            entry.finish()
+        resources = tuple(parsed)
+    footer = FooterConfig(
+        crisis_resources=resources,
+        emergency=footer_section.get(
+            "emergency", fd.emergency, _plain_text, "must be one line of text"
+        ),
+        disclaimer=footer_section.get(
+            "disclaimer", fd.disclaimer, _plain_text, "must be one line of text"
+        ),
+    )
+    footer_section.finish()
+
+    dispatch_section = top.section("dispatch")
+    dd = DispatchConfig()
+    dispatch = DispatchConfig(
+        interval_seconds=dispatch_section.get(
+            "interval_seconds",
+            dd.interval_seconds,
+            _int_range(1, 3600),
+            "must be seconds from 1 to 3600",
+        ),
+        batch_size=dispatch_section.get(
+            "batch_size",
+            dd.batch_size,
+            _int_range(1, 100_000),
+            "must be an integer from 1 to 100000",
+        ),
+        connections=dispatch_section.get(
+            "connections", dd.connections, _int_range(1, 64), "must be an integer from 1 to 64"
+        ),
+        lease_seconds=dispatch_section.get(
+            "lease_seconds",
+            dd.lease_seconds,
+            _int_range(30, 86_400),
+            "must be seconds from 30 to 86400",
+        ),
+        commit_every=dispatch_section.get(
+            "commit_every",
+            dd.commit_every,
+            _int_range(1, 10_000),
+            "must be an integer from 1 to 10000",
+        ),
+        rate_per_second=dispatch_section.get(
+            "rate_per_second",
+            dd.rate_per_second,
+            _number_range(0, 100_000),
+            "must be a number from 0 (no limit) to 100000",
+        ),
+        rate_per_hour=dispatch_section.get(
+            "rate_per_hour",
+            dd.rate_per_hour,
+            _int_range(0, 100_000_000),
+            "must be an integer, 0 for no limit",
+        ),
+        retry_lifetime=timedelta(
+            days=dispatch_section.get(
+                "retry_lifetime_days", 5.0, _number_range(0.01, 60), "must be days from 0.01 to 60"
+            )
+        ),
+        shutdown_grace_seconds=dispatch_section.get(
+            "shutdown_grace_seconds",
+            dd.shutdown_grace_seconds,
+            _number_range(0, 600),
+            "must be seconds from 0 to 600",
+        ),
+        closing_email=dispatch_section.get(
+            "closing_email", dd.closing_email, _boolean, "must be true or false"
+        ),
+    )
+    dispatch_section.finish()
+
+    web_section = top.section("web")
+    wd = WebConfig()
+    web = WebConfig(
+        host=web_section.get("host", wd.host, _string, "must be an address to listen on"),
+        port=web_section.get(
+            "port", wd.port, _int_range(1, 65535), "must be an integer from 1 to 65535"
+        ),
+        public_url=web_section.get(
+            "public_url", wd.public_url, _http_url, "must be an http(s) URL with no query"
+        ),
+    )
+    web_section.finish()
+
+    links = top.section("links")
+    secret_file = links.get("secret_file", "", _string, "must be a file path")
+    link_days = links.get("lifetime_days", 30, _int_range(1, 3650), "must be days from 1 to 3650")
+    links.finish()
+
+    dkim_section = top.section("dkim")
+    key_file = dkim_section.get("private_key_file", "", _string, "must be a file path")
+    dkim = DKIMConfig(
+        selector=dkim_section.get("selector", "", _string, "must be a DNS label"),
+        domain=dkim_section.get("domain", "", _string, "must be a domain"),
+        private_key=read_secret(
+            "dkim_private_key",
+            env=env,
+            file_value=key_file,
+            file_key="dkim.private_key_file",
+            base=base,
+            source=source,
+        ).encode(),
+    )
+    if (dkim.selector or dkim.domain) and not dkim.enabled:
+        raise dkim_section.error(
+            "private_key_file",
+            "DKIM needs selector, domain and a key ($DRG_DKIM_PRIVATE_KEY or this key)",
+        )
+    dkim_section.finish()
+
+    log_level = top.get(
+        "log_level", "INFO", _choice(LOG_LEVELS), f"must be one of {', '.join(LOG_LEVELS)}"
+    )
+    top.finish()
+    return Config(
+        source=path,
+        state_dir=state_dir,
+        database_url=database_url,
+        lessons_dir=lessons_dir,
+        default_sequence=default_sequence,
+        transport=transport,
+        maildir_path=maildir_path,
+        smtp=smtp,
+        sender=sender,
+        unsubscribe_mailto=unsubscribe_mailto,
+        footer=footer,
+        dispatch=dispatch,
+        web=web,
+        dkim=dkim,
+        link_secret=read_secret(
+            "link_secret",
+            env=env,
+            file_value=secret_file,
+            file_key="links.secret_file",
+            base=base,
+            source=source,
+        ),
+        link_lifetime=timedelta(days=link_days),
+        log_level=log_level,
+    )
+
+
+def _missing(section: _Section, name: str) -> str:
+    raise section.error(name, "is required")

@@ -1,0 +1,57 @@
+"""Exceptions of the domain: each one carries where the problem is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GuideError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(GuideError):
+    """A configuration value is missing or wrong; names the key path."""
+
+    def __init__(self, key: str, message: str, *, source: str | None = None) -> None:
+        self.key = key
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: {message}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of the lesson checker, printed as `file:line: field: message`."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        field = f"{self.field}: " if self.field else ""
+        return f"{self.file}:{self.line}: {field}{self.message}"
+
+
+class LessonError(GuideError):
+    """One or more lesson files are invalid; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = str(problems[0]) if problems else "invalid lessons"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+class HeaderInjectionError(GuideError, ValueError):
+    """A value meant for a header contains a line break or control character."""
+
+
+class TransportConfigError(GuideError):
+    """The transport cannot work as configured (authentication, TLS); names the config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")

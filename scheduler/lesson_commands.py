@@ -1,0 +1,179 @@
+"""`lessons check|list|preview` and `send-test`: what admins run before lessons go live."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import webbrowser
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import make_msgid
+from pathlib import Path
+from typing import TextIO
+
+from delivery.headers import check_header_text
+from delivery.message import MessageFactory, Personal, Recipient
+from delivery.transports import Envelope, make_transport
+from guide.config import Config
+from guide.errors import GuideError
+from guide.lessons import Lesson, Sequence, check_library
+from guide.tokens import LinkSigner, make_signer
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class SampleMessage:
+    """One rendered lesson for a sample subscriber."""
+
+    lesson: Lesson
+    day: int
+    data: bytes
+    html: str
+    text: str
+
+
+def lessons_check(root: Path, out: TextIO) -> int:
+    """Print every problem as file:line: field: message; 0 when there are none."""
+    sequences, problems = check_library(root)
+    for problem in problems:
+        print(problem, file=out)
+    if problems:
+        print(f"{len(problems)} problem(s) found.", file=out)
+        return 1
+    total = sum(len(s) for s in sequences.values())
+    print(f"ok: {len(sequences)} sequence(s), {total} lesson(s)", file=out)
+    return 0
+
+
+def pick_sequence(root: Path, sequence_id: str, err: TextIO) -> Sequence | None:
+    """Load the library and return one sequence, printing problems if it cannot."""
+    sequences, problems = check_library(root)
+    if problems:
+        for problem in problems:
+            print(problem, file=err)
+        print("Fix the lessons first (python run.py lessons check).", file=err)
+        return None
+    if sequence_id not in sequences:
+        known = ", ".join(sorted(sequences)) or "none"
+        print(f"no sequence {sequence_id!r} (known: {known})", file=err)
+        return None
+    return sequences[sequence_id]
+
+
+def lessons_list(sequence: Sequence, out: TextIO) -> int:
+    """Print the sequence as a table: day, id, phase, title, words, reading minutes."""
+    rows = [("day", "id", "phase", "title", "words", "min")]
+    rows += [
+        (str(day), lesson.id, lesson.phase, lesson.title, str(lesson.words), str(lesson.reading_minutes))
+        for day, lesson in enumerate(sequence.lessons, start=1)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"{sequence.title} ({sequence.id}): {len(sequence)} lessons", file=out)
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in (0, 4, 5) else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+    return 0
+
+
+def render_sample(
+    config: Config,
+    sequence: Sequence,
+    day: int,
+    signer: LinkSigner,
+    *,
+    to: str = "reader@example.org",
+    name: str = "Sam",
+    discreet: bool = False,
+    now: datetime | None = None,
+) -> SampleMessage:
+    """Render day `day` as subscriber `name` <`to`> would receive it."""
+    now = now or datetime.now(UTC)
+    lesson = sequence.lesson_on_day(day)
+    factory = MessageFactory(config, TEMPLATES)
+    prepared = factory.prepare_lesson(sequence, lesson)
+    sample_id = f"sample:{to}"
+    personal = Personal(
+        message_id=make_msgid(domain=config.sender.domain),
+        unsubscribe_url=signer.url("unsubscribe", "unsubscribe", sample_id, now),
+        manage_url=signer.url("manage", "manage", sample_id, now),
+        online_url=signer.url("lesson", "lesson", [sample_id, lesson.id], now),
+    )
+    data = factory.build(prepared, Recipient(to, name, discreet), personal, now)
+    variant = prepared.discreet if discreet else prepared.normal
+    values = {
+        "greeting": f"Hi {name}," if name else "Hello,",
+        "manage_url": personal.manage_url,
+        "unsubscribe_url": personal.unsubscribe_url,
+        "online_url": personal.online_url,
+    }
+    html = _decode(variant.html.encode(values))
+    text = _decode(variant.text.encode(values))
+    return SampleMessage(lesson, day, data, html, text)
+
+
+def _decode(quoted: bytes) -> str:
+    import quopri
+
+    return quopri.decodestring(quoted).decode("utf-8")
+
+
+def lessons_preview(
+    config: Config, sequence: Sequence, day: int, out_dir: Path, *, discreet: bool, open_browser: bool, out: TextIO
+) -> int:
+    """Write the HTML, text and .eml of one lesson for a sample subscriber."""
+    if not 1 <= day <= len(sequence):
+        print(f"day must be from 1 to {len(sequence)}", file=sys.stderr)
+        return 2
+    # Preview links are signed with a throwaway key: they must never work against a live site.
+    signer = LinkSigner("preview-only", config.web.public_url, config.link_lifetime)
+    sample = render_sample(config, sequence, day, signer, discreet=discreet)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"day-{day:02d}-{sample.lesson.id}{'-discreet' if discreet else ''}"
+    html_path = out_dir / f"{stem}.html"
+    html_path.write_text(sample.html, encoding="utf-8")
+    (out_dir / f"{stem}.txt").write_text(sample.text, encoding="utf-8")
+    (out_dir / f"{stem}.eml").write_bytes(sample.data)
+    print(f"wrote {html_path}, {stem}.txt and {stem}.eml", file=out)
+    if open_browser:
+        webbrowser.open(html_path.resolve().as_uri())
+    return 0
+
+
+def send_test(
+    config: Config, sequence: Sequence, day: int, to: str, *, name: str, discreet: bool, out: TextIO
+) -> int:
+    """Render one lesson and send it through the configured transport."""
+    if not 1 <= day <= len(sequence):
+        print(f"day must be from 1 to {len(sequence)}", file=sys.stderr)
+        return 2
+    try:
+        check_header_text(to, "--to")
+        check_header_text(name, "--name")
+    except GuideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    sample = render_sample(config, sequence, day, make_signer(config), to=to, name=name, discreet=discreet)
+    envelope = Envelope(config.sender.address, to, sample.data)
+
+    async def deliver() -> str:
+        transport = make_transport(config)
+        connection = await transport.connect()
+        try:
+            return str(await connection.send(envelope))
+        finally:
+            await connection.close()
+
+    try:
+        result = asyncio.run(deliver())
+    except GuideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"day {day} ({sample.lesson.id}) to {to} via {config.transport}: {result}", file=out)
+    return 0 if result.startswith("delivered") else 1
+
+
+__all__ = ["lessons_check", "lessons_list", "lessons_preview", "pick_sequence", "send_test", "timedelta"]

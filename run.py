@@ -1,4 +1,4 @@
-"""Daily Recovery Guide: the one entry point (python run.py serve | tick | lessons … | subscribers …)."""
+"""Daily Recovery Guide: the one entry point (serve, tick, lessons, subscribers, status, db)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     lessons = commands.add_parser("lessons", help="check, list and preview lessons")
-    lesson_commands = lessons.add_subparsers(dest="lessons_command", required=True, metavar="ACTION")
+    lesson_commands = lessons.add_subparsers(
+        dest="lessons_command", required=True, metavar="ACTION"
+    )
     check = lesson_commands.add_parser("check", help="validate every lesson file")
     check.add_argument("path", nargs="?", type=Path, help="lessons folder (default: lessons.dir)")
     listing = lesson_commands.add_parser("list", help="print the sequence as a table")
@@ -36,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview = lesson_commands.add_parser("preview", help="write the HTML and text of one day")
     preview.add_argument("day", type=int)
     preview.add_argument("--sequence")
-    preview.add_argument("--out", type=Path, default=Path("preview"), help="folder (default: preview)")
+    preview.add_argument(
+        "--out", type=Path, default=Path("preview"), help="folder (default: preview)"
+    )
     preview.add_argument("--discreet", action="store_true", help="render the discreet variant")
     preview.add_argument("--open", action="store_true", help="open the HTML in a browser")
 
@@ -57,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit status 2 for configuration mistakes, 1 for failures."""
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(args.config if args.config.exists() or args.config != DEFAULT_CONFIG else None)
+        config = load_config(
+            args.config if args.config.exists() or args.config != DEFAULT_CONFIG else None
+        )
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -74,20 +80,36 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     if args.command == "lessons":
         if args.lessons_command == "check":
             return lc.lessons_check(args.path or config.lessons_dir, sys.stdout)
-        sequence = lc.pick_sequence(config.lessons_dir, args.sequence or config.default_sequence, sys.stderr)
+        sequence = lc.pick_sequence(
+            config.lessons_dir, args.sequence or config.default_sequence, sys.stderr
+        )
         if sequence is None:
             return 1
         if args.lessons_command == "list":
             return lc.lessons_list(sequence, sys.stdout)
         return lc.lessons_preview(
-            config, sequence, args.day, args.out, discreet=args.discreet, open_browser=args.open, out=sys.stdout
+            config,
+            sequence,
+            args.day,
+            args.out,
+            discreet=args.discreet,
+            open_browser=args.open,
+            out=sys.stdout,
         )
     if args.command == "send-test":
-        sequence = lc.pick_sequence(config.lessons_dir, args.sequence or config.default_sequence, sys.stderr)
+        sequence = lc.pick_sequence(
+            config.lessons_dir, args.sequence or config.default_sequence, sys.stderr
+        )
         if sequence is None:
             return 1
         return lc.send_test(
-            config, sequence, args.day, args.to, name=args.name, discreet=args.discreet, out=sys.stdout
+            config,
+            sequence,
+            args.day,
+            args.to,
+            name=args.name,
+            discreet=args.discreet,
+            out=sys.stdout,
         )
     from scheduler.commands import run_service_command
 

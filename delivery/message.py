@@ -177,6 +177,33 @@ class MessageFactory:
         self._cache[key] = prepared
         return prepared
 
+    def prepare_closing(self, sequence: Sequence) -> PreparedMessage:
+        """The one short email sent the day after the last lesson."""
+        key = hashlib.sha256(
+            repr(("closing", sequence.id, sequence.title, len(sequence))).encode()
+        ).hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        discreet_subject = self.config.sender.discreet_subject
+        context = {
+            **self._footer_context(),
+            "sequence_title": sequence.title,
+            "total_days": len(sequence),
+            "discreet_subject": discreet_subject,
+            "online_url": "",  # nothing to read online for this one
+        }
+        prepared = self._prepare(
+            key,
+            "closing",
+            context,
+            subjects=(f"Thank you for these {len(sequence)} days", discreet_subject),
+            list_label=sequence.id,
+            list_title=sequence.title,
+        )
+        self._cache[key] = prepared
+        return prepared
+
     def _prepare(
         self,
         key: str,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from guide.errors import ConfigError
-from guide.yamlsrc import Mapping, YAMLSyntaxError, load_yaml
+from guide.yamlsrc import Mapping, SourceList, YAMLSyntaxError, load_yaml
 
 T = TypeVar("T")
 
@@ -156,11 +156,13 @@ class Config:
 class _Section:
     """Typed access to one mapping of the YAML, reporting errors by key path."""
 
-    def __init__(self, data: Any, path: str, source: str) -> None:
+    def __init__(self, data: Any, path: str, source: str, line: int = 1) -> None:
         if data is None:
             data = Mapping()
         if not isinstance(data, dict):
-            raise ConfigError(path or "(top level)", "must be a mapping of keys", source=source)
+            raise ConfigError(
+                path or "(top level)", "must be a mapping of keys", source=f"{source}:{line}"
+            )
         self.data: dict[str, Any] = data
         self.path = path
         self.source = source
@@ -170,8 +172,7 @@ class _Section:
         return f"{self.path}.{name}" if self.path else name
 
     def where(self, name: str) -> str:
-        line = self.data.line_of(name) if isinstance(self.data, Mapping) else 1
-        return f"{self.source}:{line}"
+        return f"{self.source}:{self._line(name)}"
 
     def error(self, name: str, message: str) -> ConfigError:
         return ConfigError(self.key(name), message, source=self.where(name))
@@ -187,7 +188,10 @@ class _Section:
 
     def section(self, name: str) -> _Section:
         self.used.add(name)
-        return _Section(self.data.get(name), self.key(name), self.source)
+        return _Section(self.data.get(name), self.key(name), self.source, self._line(name))
+
+    def _line(self, name: str) -> int:
+        return self.data.line_of(name) if isinstance(self.data, Mapping) else 1
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -247,6 +251,9 @@ def _address(value: Any) -> str:
 def _http_url(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(value)
+    # urlsplit quietly drops tabs and line breaks, so check for them before it does.
+    if any(ord(ch) <= 32 or ch == "\x7f" for ch in value):
+        raise ValueError(value)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(value)
@@ -360,7 +367,7 @@ def _build(
             file_value=password_file,
             file_key="smtp.password_file",
             base=base,
-            source=source,
+            source=smtp_section.where("password_file"),
         ),
         timeout=smtp_section.get(
             "timeout", s.timeout, _number_range(1, 600), "must be seconds from 1 to 600"
@@ -404,7 +411,8 @@ def _build(
             raise footer_section.error("crisis_resources", "must be a non-empty list")
         parsed = []
         for index, item in enumerate(raw):
-            entry = _Section(item, footer_section.key(f"crisis_resources[{index}]"), source)
+            line = raw.item_lines[index] if isinstance(raw, SourceList) else 1
+            entry = _Section(item, footer_section.key(f"crisis_resources[{index}]"), source, line)
             parsed.append(
                 CrisisResource(
                     name=entry.get("name", "", _plain_text, "must be one line of text")
@@ -515,7 +523,7 @@ def _build(
             file_value=key_file,
             file_key="dkim.private_key_file",
             base=base,
-            source=source,
+            source=dkim_section.where("private_key_file"),
         ).encode(),
     )
     if (dkim.selector or dkim.domain) and not dkim.enabled:
@@ -550,7 +558,7 @@ def _build(
             file_value=secret_file,
             file_key="links.secret_file",
             base=base,
-            source=source,
+            source=links.where("secret_file"),
         ),
         link_lifetime=timedelta(days=link_days),
         log_level=log_level,

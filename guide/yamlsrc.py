@@ -79,6 +79,9 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
+_CONTEXT_IS_THE_MISTAKE = ("while scanning a simple key", "while scanning a quoted scalar")
+
+
 class YAMLSyntaxError(Exception):
     """A file is not valid YAML; carries 1-based line and column."""
 
@@ -105,6 +108,10 @@ def load_yaml_text(text: str, path: Path) -> Any:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
+        if err.context in _CONTEXT_IS_THE_MISTAKE and err.context_mark:
+            # PyYAML notices a missing ':' or closing quote lines later; the admin's mistake is
+            # where that key or string began.
+            mark = err.context_mark
         line = mark.line + 1 if mark else 1
         column = mark.column + 1 if mark else 1
         problem = err.problem or err.context or "invalid YAML"

@@ -65,7 +65,14 @@ def lessons_list(sequence: Sequence, out: TextIO) -> int:
     """Print the sequence as a table: day, id, phase, title, words, reading minutes."""
     rows = [("day", "id", "phase", "title", "words", "min")]
     rows += [
-        (str(day), lesson.id, lesson.phase, lesson.title, str(lesson.words), str(lesson.reading_minutes))
+        (
+            str(day),
+            lesson.id,
+            lesson.phase,
+            lesson.title,
+            str(lesson.words),
+            str(lesson.reading_minutes),
+        )
         for day, lesson in enumerate(sequence.lessons, start=1)
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -122,7 +129,14 @@ def _decode(quoted: bytes) -> str:
 
 
 def lessons_preview(
-    config: Config, sequence: Sequence, day: int, out_dir: Path, *, discreet: bool, open_browser: bool, out: TextIO
+    config: Config,
+    sequence: Sequence,
+    day: int,
+    out_dir: Path,
+    *,
+    discreet: bool,
+    open_browser: bool,
+    out: TextIO,
 ) -> int:
     """Write the HTML, text and .eml of one lesson for a sample subscriber."""
     if not 1 <= day <= len(sequence):
@@ -156,7 +170,9 @@ def send_test(
     except GuideError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sample = render_sample(config, sequence, day, make_signer(config), to=to, name=name, discreet=discreet)
+    sample = render_sample(
+        config, sequence, day, make_signer(config), to=to, name=name, discreet=discreet
+    )
     envelope = Envelope(config.sender.address, to, sample.data)
 
     async def deliver() -> str:
@@ -176,4 +192,11 @@ def send_test(
     return 0 if result.startswith("delivered") else 1
 
 
-__all__ = ["lessons_check", "lessons_list", "lessons_preview", "pick_sequence", "send_test", "timedelta"]
+__all__ = [
+    "lessons_check",
+    "lessons_list",
+    "lessons_preview",
+    "pick_sequence",
+    "send_test",
+    "timedelta",
+]

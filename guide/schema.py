@@ -1,0 +1,130 @@
+"""The database schema (SQLAlchemy Core), shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Subscriber lifecycle (DESIGN.md): pending → active ⇄ paused → completed; any → unsubscribed;
+# bounced (hard bounce); held (policy refusal, needs an operator); undeliverable (retries ran
+# out); erased (GDPR: personal data removed, the address hash kept to honour the unsubscribe).
+STATUSES = (
+    "pending",
+    "active",
+    "paused",
+    "completed",
+    "unsubscribed",
+    "bounced",
+    "held",
+    "undeliverable",
+    "erased",
+)
+
+# SQLite's INTEGER PRIMARY KEY is its rowid; PostgreSQL wants a 64-bit identity.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        # SQLite stores text; naive UTC text sorts and compares correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("sequence_id", String(64), nullable=False),
+    Column("email", String(320), nullable=True),  # NULL once erased
+    Column("email_hash", String(64), nullable=False),
+    Column("name", String(100), nullable=False, server_default=""),
+    Column("timezone", String(64), nullable=False),
+    Column("send_time", String(5), nullable=False),  # local HH:MM
+    Column("status", String(16), nullable=False),
+    Column("discreet", Boolean, nullable=False, server_default="0"),
+    Column("generation", Integer, nullable=False, server_default="0"),  # +1 on restart
+    Column("repeats", Integer, nullable=False, server_default="0"),  # +1 on repeat
+    Column("next_due_at", UTCDateTime, nullable=True),
+    Column("last_sent_at", UTCDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("first_failure_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("sequence_id", "email_hash", name="uq_subscribers_sequence_email"),
+    Index("ix_subscribers_due", "status", "next_due_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("generation", Integer, nullable=False),
+    Column("lesson_id", String(100), nullable=False),
+    Column("kind", String(8), nullable=False),  # sent | skipped
+    Column("message_id", String(200), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=False),
+    UniqueConstraint("subscriber_id", "generation", "lesson_id", name="uq_deliveries_once"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        ID,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("old_status", String(16), nullable=True),
+    Column("new_status", String(16), nullable=True),
+    Column("actor", String(32), nullable=False),  # cli, web, dispatch, import
+    Column("reason", Text, nullable=False, server_default=""),
+    Index("ix_events_subscriber", "subscriber_id"),
+)

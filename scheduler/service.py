@@ -1,0 +1,130 @@
+"""Service wiring: build the parts from the configuration and run the scheduler until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from delivery.message import MessageFactory
+from delivery.transports import MaildirTransport, Transport, make_transport
+from guide.config import Config
+from guide.library import LessonLibrary
+from guide.store import Store
+from guide.tokens import LinkSigner, make_signer
+from scheduler.dispatch import Clock, Dispatcher
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def system_clock() -> datetime:
+    """The real time, in UTC."""
+    return datetime.now(UTC)
+
+
+def node_name() -> str:
+    """Who holds a lease: unique per process, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:64]
+
+
+@dataclass
+class Parts:
+    """Everything a command needs, built once from the configuration."""
+
+    config: Config
+    store: Store
+    library: LessonLibrary
+    factory: MessageFactory
+    signer: LinkSigner
+    transport: Transport
+    dispatcher: Dispatcher
+
+    async def close(self) -> None:
+        """Release this node's leases and close the database."""
+        await self.store.release(self.dispatcher.node)
+        await self.store.close()
+
+
+async def build(
+    config: Config, *, clock: Clock = system_clock, transport: Transport | None = None
+) -> Parts:
+    """Open the store (migrating it), load lessons, and wire the dispatcher."""
+    library = LessonLibrary(config.lessons_dir)
+    library.load()
+    store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
+    transport = transport or make_transport(config)
+    if isinstance(transport, MaildirTransport):
+        transport.ensure()
+    factory = MessageFactory(config, TEMPLATES)
+    signer = make_signer(config)
+    dispatcher = Dispatcher(
+        config=config,
+        store=store,
+        library=library,
+        factory=factory,
+        signer=signer,
+        transport=transport,
+        clock=clock,
+        node=node_name(),
+    )
+    return Parts(config, store, library, factory, signer, transport, dispatcher)
+
+
+async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
+    """Run the scheduler (and, once present, the web pages) until SIGTERM or SIGINT."""
+    parts = await build(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def tick() -> None:
+        try:
+            await parts.dispatcher.tick()
+        except Exception:
+            # The service stays up: a failed pass is logged and the next one tries again.
+            log.exception("dispatch pass failed")
+
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=config.dispatch.interval_seconds,
+        coalesce=True,
+        max_instances=1,
+        next_run_time=datetime.now(UTC),
+        id="dispatch",
+    )
+    scheduler.start()
+    log.info(
+        "serving: transport %s, %d lesson sequence(s), a pass every %ds",
+        parts.transport.name,
+        len(parts.library.current()),
+        config.dispatch.interval_seconds,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: no new claims; waiting for in-flight sends")
+        scheduler.shutdown(wait=False)
+        parts.dispatcher.stop()
+        try:
+            await asyncio.wait_for(
+                parts.dispatcher.idle.wait(), config.dispatch.shutdown_grace_seconds + 5
+            )
+        except TimeoutError:
+            log.warning("in-flight sends did not finish in time; their leases are released")
+        await parts.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+    return 0

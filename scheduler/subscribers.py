@@ -1,0 +1,246 @@
+"""Subscriber lifecycle actions shared by the CLI and the web pages; each one is audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from guide.errors import GuideError
+from guide.lessons import Sequence
+from guide.store import NewSubscriber, Store, Subscriber
+from scheduler.dispatch import choose_next
+from scheduler.schedule import next_send_time, parse_send_time
+
+# Statuses from which `resume` makes someone active again (an operator's decision for the last
+# three: the relay refused them, and only a person can tell whether that has changed).
+RESUMABLE = ("paused", "held", "undeliverable", "bounced", "completed")
+
+
+class LifecycleError(GuideError):
+    """The action does not apply to this subscriber in their current state."""
+
+
+def first_due(
+    subscriber: Subscriber | NewSubscriber, now: datetime, cadence_days: int = 1
+) -> datetime:
+    """When the next lesson may go, honouring one-per-local-day after the last send."""
+    last = subscriber.last_sent_at if isinstance(subscriber, Subscriber) else None
+    return next_send_time(
+        tz=ZoneInfo(subscriber.timezone),
+        send_time=parse_send_time(subscriber.send_time),
+        now=now,
+        last_sent_at=last,
+        cadence_days=cadence_days,
+    )
+
+
+def _cadence(sequences: dict[str, Sequence], sequence_id: str) -> int:
+    sequence = sequences.get(sequence_id)
+    return sequence.cadence_days if sequence else 1
+
+
+async def add(
+    store: Store, new: NewSubscriber, *, now: datetime, actor: str, status: str = "active"
+) -> tuple[Subscriber, bool]:
+    """Add someone (active: first lesson at their next send time); existing ones are unchanged."""
+    due = first_due(new, now) if status == "active" else None
+    return await store.add(new, status=status, now=now, next_due_at=due, actor=actor)
+
+
+async def confirm(store: Store, subscriber: Subscriber, *, now: datetime, actor: str) -> Subscriber:
+    """Double opt-in done: activate; the first lesson goes at the next send time."""
+    if subscriber.status != "pending":
+        return subscriber
+    return await _set(
+        store,
+        subscriber,
+        now=now,
+        actor=actor,
+        status="active",
+        reason="confirmed",
+        next_due_at=first_due(subscriber, now),
+        confirmed_at=now,
+    )
+
+
+async def pause(store: Store, subscriber: Subscriber, *, now: datetime, actor: str) -> Subscriber:
+    """Stop sending until resumed."""
+    if subscriber.status != "active":
+        raise LifecycleError(
+            f"only active subscribers can be paused (this one is {subscriber.status})"
+        )
+    return await _set(store, subscriber, now=now, actor=actor, status="paused", next_due_at=None)
+
+
+async def resume(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+) -> Subscriber:
+    """Send again from the next lesson, at the next send time."""
+    if subscriber.status not in RESUMABLE:
+        raise LifecycleError(f"cannot resume a subscriber who is {subscriber.status}")
+    recorded = (await store.progress([subscriber.id]))[subscriber.id]
+    sequence = sequences.get(subscriber.sequence_id)
+    if (
+        subscriber.status == "completed"
+        and sequence
+        and choose_next([x.id for x in sequence.lessons], recorded) is None
+    ):
+        raise LifecycleError("every lesson has been sent; use restart to begin again")
+    return await _set(
+        store,
+        subscriber,
+        now=now,
+        actor=actor,
+        status="active",
+        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
+        attempts=0,
+        first_failure_at=None,
+        last_error=None,
+    )
+
+
+async def restart(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+) -> Subscriber:
+    """Begin the sequence again from day 1 (earlier deliveries stay in the history)."""
+    if subscriber.status in ("unsubscribed", "erased", "pending"):
+        raise LifecycleError(f"cannot restart a subscriber who is {subscriber.status}")
+    return await _set(
+        store,
+        subscriber,
+        now=now,
+        actor=actor,
+        status="active",
+        reason="restarted",
+        generation=subscriber.generation + 1,
+        repeats=0,
+        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
+        attempts=0,
+        first_failure_at=None,
+        last_error=None,
+    )
+
+
+async def skip(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+) -> str:
+    """Skip the next lesson; returns its id."""
+    sequence = sequences.get(subscriber.sequence_id)
+    if sequence is None:
+        raise LifecycleError(f"sequence {subscriber.sequence_id!r} is not in the lesson library")
+    recorded = (await store.progress([subscriber.id]))[subscriber.id]
+    lesson_id = choose_next([x.id for x in sequence.lessons], recorded)
+    if lesson_id is None:
+        raise LifecycleError("there is no lesson left to skip")
+    await store.skip(subscriber, lesson_id, now)
+    await store.change(subscriber.id, now=now, actor=actor, reason=f"skipped {lesson_id}")
+    return lesson_id
+
+
+async def repeat(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+) -> str:
+    """Send the last lesson again at the next send time; returns its id."""
+    if subscriber.status in ("unsubscribed", "erased", "pending", "bounced"):
+        raise LifecycleError(f"cannot repeat a lesson for a subscriber who is {subscriber.status}")
+    lesson_id = await store.unrecord_last(subscriber)
+    if lesson_id is None:
+        raise LifecycleError("no lesson has been sent yet")
+    changes: dict[str, Any] = {}
+    if subscriber.status == "completed":
+        changes = {
+            "status": "active",
+            "next_due_at": first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
+        }
+    await store.change(subscriber.id, now=now, actor=actor, reason=f"repeat {lesson_id}", **changes)
+    return lesson_id
+
+
+async def unsubscribe(
+    store: Store, subscriber: Subscriber, *, now: datetime, actor: str
+) -> Subscriber:
+    """Stop for good (idempotent)."""
+    if subscriber.status in ("unsubscribed", "erased"):
+        return subscriber
+    return await _set(
+        store, subscriber, now=now, actor=actor, status="unsubscribed", next_due_at=None
+    )
+
+
+async def reschedule(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+    timezone: str | None = None,
+    send_time: str | None = None,
+    discreet: bool | None = None,
+    name: str | None = None,
+) -> Subscriber:
+    """Change timezone, send time, discreet mode or name; the next send time follows."""
+    values: dict[str, Any] = {}
+    if timezone is not None:
+        values["timezone"] = timezone
+    if send_time is not None:
+        values["send_time"] = send_time
+    if discreet is not None:
+        values["discreet"] = discreet
+    if name is not None:
+        values["name"] = name
+    if subscriber.status == "active" and (timezone or send_time):
+        moved = Subscriber(**{**subscriber.__dict__, **values})
+        values["next_due_at"] = first_due(moved, now, _cadence(sequences, subscriber.sequence_id))
+    return await _set(store, subscriber, now=now, actor=actor, reason="settings changed", **values)
+
+
+async def export_data(store: Store, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything held about one subscriber (GDPR access), as JSON-ready data."""
+    sent, audit = await store.history(subscriber.id)
+
+    def plain(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in row.items()
+            if k != "subscriber_id"
+        }
+
+    record = {
+        k: v.isoformat() if isinstance(v, datetime) else v for k, v in subscriber.__dict__.items()
+    }
+    return {
+        "subscriber": record,
+        "deliveries": [plain(r) for r in sent],
+        "events": [plain(r) for r in audit],
+    }
+
+
+async def _set(
+    store: Store, subscriber: Subscriber, *, now: datetime, actor: str, **values: Any
+) -> Subscriber:
+    updated = await store.change(subscriber.id, now=now, actor=actor, **values)
+    if updated is None:
+        raise LifecycleError(f"subscriber {subscriber.id} no longer exists")
+    return updated

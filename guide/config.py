@@ -324,10 +324,9 @@ def _build(
     state_dir = relative(top.get("state_dir", "state", _string, "must be a folder path"))
     database = top.section("database")
     database_url = database.get("url", "", _string, "must be a SQLAlchemy URL or empty")
-    if database_url and not database_url.startswith(
-        ("sqlite+aiosqlite://", "postgresql+asyncpg://")
-    ):
-        raise database.error("url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+    password_file = database.get("password_file", "", _string, "must be a file path")
+    if database_url:
+        database_url = _database_url(database, database_url, env, password_file, base, source)
     database.finish()
 
     lessons = top.section("lessons")
@@ -563,6 +562,39 @@ def _build(
         link_lifetime=timedelta(days=link_days),
         log_level=log_level,
     )
+
+
+def _database_url(
+    section: _Section,
+    url: str,
+    env: AbstractMapping[str, str],
+    password_file: str,
+    base: Path,
+    source: str,
+) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise section.error("url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise section.error("url", "is not a valid database URL") from err
+    if parsed.password:
+        raise section.error(
+            "url",
+            "secrets do not belong in config.yaml: use $DRG_DATABASE_PASSWORD or password_file",
+        )
+    password = read_secret(
+        "database_password",
+        env=env,
+        file_value=password_file,
+        file_key="database.password_file",
+        base=base,
+        source=source,
+    )
+    return parsed.set(password=password).render_as_string(hide_password=False) if password else url
 
 
 def _missing(section: _Section, name: str) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import textwrap
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -18,8 +19,20 @@ BODY_VARIABLES = frozenset({"sequence_title", "day", "total_days", "lesson_title
 
 # Raw HTML stays off: a lesson is text, and an email must carry nothing we did not design.
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-# A second parser that does see HTML, only to tell an admin they wrote some.
-_html_finder = MarkdownIt("commonmark", {"html": True})
+
+
+class _AllLinksMarkdown(MarkdownIt):
+    """A parser that keeps every link, so the checker can name unsafe ones.
+
+    markdown-it's default quietly turns javascript:, data: and similar links into plain text.
+    """
+
+    def validateLink(self, url: str) -> bool:
+        return True
+
+
+# A second parser that does see HTML and every link, only to tell an admin they wrote some.
+_html_finder = _AllLinksMarkdown("commonmark", {"html": True})
 _body_env = SandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
@@ -173,16 +186,32 @@ def check_body(body: str) -> list[tuple[int, str]]:
     """Problems in a lesson body as (line offset within the body, message)."""
     try:
         ast = _body_env.parse(body)
-    except TemplateSyntaxError as err:
+        # This compiles the template, which is where unknown filters and tests are found.
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError as err:  # includes TemplateAssertionError
         return [((err.lineno or 1) - 1, f"template syntax error: {err.message}")]
     problems: list[tuple[int, str]] = []
-    lines = body.split("\n")
     available = ", ".join(sorted(BODY_VARIABLES))
-    for name in sorted(meta.find_undeclared_variables(ast) - BODY_VARIABLES):
-        offset = next((i for i, line in enumerate(lines) if name in line), 0)
+    for name in sorted(undeclared - BODY_VARIABLES):
+        offset = min(n.lineno for n in ast.find_all(nodes.Name) if n.name == name) - 1
         problems.append((offset, f"undefined template variable {name!r} (available: {available})"))
+    if not problems:
+        problems.extend(_trial_render(body))
     problems.extend(_check_markdown(body))
     return sorted(problems)
+
+
+def _trial_render(body: str) -> list[tuple[int, str]]:
+    # What fails only when rendered ({{ day.__class__ }}, {{ 1 / 0 }}) must fail here, in the
+    # admin's check, and not in the dispatch tick.
+    sample = {"sequence_title": "Sample", "day": 1, "total_days": 30, "lesson_title": "Sample"}
+    try:
+        render_template_body(body, sample)
+    except Exception as err:  # any error here would stop sending
+        frames = traceback.extract_tb(err.__traceback__)
+        line = next((f.lineno for f in reversed(frames) if f.filename == "<template>"), None)
+        return [((line or 1) - 1, f"template error: {err}")]
+    return []
 
 
 def _check_markdown(body: str) -> list[tuple[int, str]]:

@@ -12,6 +12,7 @@ from guide.config import Config
 from guide.errors import GuideError, LessonError
 from scheduler.service import Parts, build, serve, system_clock
 
+
 def add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register serve, tick, status, db and subscribers."""
     commands.add_parser("serve", help="run the scheduler (and web pages) until stopped")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from delivery.dkim import DKIMSigner
 from delivery.message import MessageFactory, Personal, PreparedMessage, Recipient
 from delivery.transports import Envelope, SendResult, Transport
 from guide.config import Config
@@ -100,6 +101,7 @@ class Dispatcher:
         self.limiter = limiter or RateLimiter(
             self.settings.rate_per_second, self.settings.rate_per_hour
         )
+        self.dkim = DKIMSigner(config.dkim) if config.dkim.enabled else None
         self.stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
@@ -169,6 +171,8 @@ class Dispatcher:
         )
         recipient = Recipient(subscriber.email or "", subscriber.name, subscriber.discreet)
         data = self.factory.build(prepared, recipient, personal, now)
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
         envelope = Envelope(self.config.sender.address, recipient.email, data)
         return Job(subscriber, lesson_id, message_id, envelope, sequence, final)
 

@@ -1,0 +1,112 @@
+"""Shared test wiring: a movable clock and a service built on a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from delivery.transports import Transport
+from guide.config import Config, DispatchConfig
+from guide.schema import subscribers
+from guide.store import NewSubscriber
+from scheduler import subscribers as life
+from scheduler.service import Parts, build
+
+REPO = Path(__file__).resolve().parent.parent
+LESSONS = REPO / "lessons"
+
+
+class Clock:
+    """The injected clock: time moves only when a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+def config_for(tmp_path: Path, *, lessons: Path = LESSONS, **dispatch: Any) -> Config:
+    """A configuration on a fresh state directory in tmp_path."""
+    settings = dataclasses.replace(DispatchConfig(), **dispatch)
+    return Config(
+        state_dir=tmp_path / "state",
+        lessons_dir=lessons,
+        maildir_path=tmp_path / "state" / "outbox",
+        dispatch=settings,
+        link_secret="test-link-secret",
+    )
+
+
+async def make_parts(config: Config, clock: Clock, transport: Transport) -> Parts:
+    """Build the service parts with the injected clock and transport."""
+    return await build(config, clock=clock, transport=transport)
+
+
+async def add_many(
+    parts: Parts, people: list[tuple[str, str, str]], now: datetime, **extra: Any
+) -> None:
+    """Add (email, timezone, HH:MM) subscribers as active."""
+    for address, zone, at in people:
+        new = NewSubscriber(
+            email=address, sequence_id="no-contact", timezone=zone, send_time=at, **extra
+        )
+        await life.add(parts.store, new, now=now, actor="test")
+
+
+async def next_due(parts: Parts) -> datetime | None:
+    """The earliest next_due_at of any active subscriber (to jump the clock to it)."""
+    query = (
+        select(subscribers.c.next_due_at)
+        .where(subscribers.c.status == "active", subscribers.c.next_due_at.is_not(None))
+        .order_by(subscribers.c.next_due_at)
+        .limit(1)
+    )
+    async with parts.store.engine.connect() as conn:
+        value = (await conn.execute(query)).scalar()
+    assert value is None or isinstance(value, datetime)
+    return value
+
+
+_DAY = re.compile(rb"Day (\d+) of (\d+)")
+_DATE = re.compile(rb"^Date: (.+?)\r$", re.M)
+_MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)\r$", re.M)
+
+
+def day_of(data: bytes) -> int | None:
+    """The 'Day N' of a lesson email, None for the closing email."""
+    match = _DAY.search(data)
+    return int(match.group(1)) if match else None
+
+
+def date_of(data: bytes) -> datetime:
+    """The Date header as an aware datetime."""
+    match = _DATE.search(data)
+    assert match, "message has no Date header"
+    return email.utils.parsedate_to_datetime(match.group(1).decode()).astimezone(UTC)
+
+
+def message_id_of(data: bytes) -> str:
+    """The Message-ID header."""
+    match = _MESSAGE_ID.search(data)
+    assert match, "message has no Message-ID header"
+    return match.group(1).decode()
+
+
+def by_recipient(messages: list[tuple[str, bytes]]) -> dict[str, list[bytes]]:
+    """Received messages grouped by recipient, in arrival order."""
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for recipient, data in messages:
+        grouped[recipient].append(data)
+    return grouped

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit status 2 for configuration mistakes, 1 for failures."""
     args = build_parser().parse_args(argv)
+    # Everything the service writes (database, outbox, secrets) holds data about people at
+    # risk: private to the service user, whatever umask the shell had.
+    os.umask(0o077)
     try:
         config = load_config(
             args.config if args.config.exists() or args.config != DEFAULT_CONFIG else None

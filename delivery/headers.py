@@ -11,6 +11,9 @@ from guide.errors import HeaderInjectionError
 # CR and LF, plus every other character Unicode or a mail parser may treat as a line break.
 _BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Longer or non-ASCII display names become encoded words; formataddr would make one word of any
+# length, and an unbreakable word can push a header line past RFC 5322's 998 octets.
+_PLAIN_NAME_MAX = 64
 
 
 def check_header_text(value: str, what: str) -> str:
@@ -40,4 +43,10 @@ def encode_address(display_name: str, address: str) -> str:
     if not address.isascii():
         raise HeaderInjectionError("address must be ASCII (IDN domains in punycode)")
     name = clean_header_text(display_name)
-    return formataddr((name, address), charset="utf-8") if name else address
+    if not name:
+        return address
+    if name.isascii() and len(name) <= _PLAIN_NAME_MAX:
+        return formataddr((name, address))
+    # Header splits the name into encoded words of at most 75 characters, space-separated, so
+    # encode_text can fold between them.
+    return f"{Header(name, 'utf-8').encode(linesep='')} <{address}>"

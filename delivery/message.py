@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from delivery.headers import clean_header_text, encode_address, encode_text
+from delivery.headers import check_header_text, clean_header_text, encode_address, encode_text
 from guide.config import Config
 from guide.lessons import Lesson, Sequence
 from guide.render import markdown_to_html, markdown_to_text, render_template_body
@@ -121,6 +121,8 @@ class MessageFactory:
             lstrip_blocks=True,
         )
         self._cache: dict[str, PreparedMessage] = {}
+        self._date: tuple[datetime, bytes] | None = None
+        self._by_identity: dict[tuple[int, int], tuple[Sequence, Lesson, PreparedMessage]] = {}
 
     def _footer_context(self) -> dict[str, Any]:
         footer = self.config.footer
@@ -133,10 +135,20 @@ class MessageFactory:
 
     def prepare_lesson(self, sequence: Sequence, lesson: Lesson) -> PreparedMessage:
         """Render `lesson` once; cached by its content, so an edited lesson is rendered anew."""
+        # Loaded sequences are immutable and replaced whole on reload, so identity is a sound
+        # fast key; the content key below still catches identical text across reloads.
+        fast = self._by_identity.get((id(sequence), id(lesson)))
+        if fast is not None and fast[0] is sequence and fast[1] is lesson:
+            return fast[2]
         day = sequence.day_of(lesson.id) or 0
-        key = hashlib.sha256(repr((sequence.id, len(sequence), day, lesson)).encode()).hexdigest()
+        # Everything the rendering reads is in the key, so editing sequence.yaml renders anew.
+        phase_title = sequence.phase_title(lesson.phase)
+        key = hashlib.sha256(
+            repr((sequence.id, sequence.title, phase_title, len(sequence), day, lesson)).encode()
+        ).hexdigest()
         cached = self._cache.get(key)
         if cached is not None:
+            self._by_identity[(id(sequence), id(lesson))] = (sequence, lesson, cached)
             return cached
         body = render_template_body(
             lesson.body,
@@ -174,6 +186,7 @@ class MessageFactory:
         )
         if len(self._cache) > 512:  # lessons change rarely; bound memory if they churn
             self._cache.clear()
+            self._by_identity.clear()
         self._cache[key] = prepared
         return prepared
 
@@ -231,10 +244,14 @@ class MessageFactory:
             ]
             if sender.reply_to:
                 head.append(encode_text("Reply-To", sender.reply_to))
-            # In discreet mode the list's display name is the neutral sender name too.
+            # In discreet mode the list's display name is the neutral sender name too, and its
+            # id is a digest: a sequence id such as "no-contact" says what the mail is about.
             title = from_name if discreet else list_title
+            label = f"notes-{hashlib.sha256(list_label.encode()).hexdigest()[:12]}"
+            list_id = f"{label if discreet else list_label}.{sender.domain}"
             head += [
-                encode_text("List-Id", f"{title} <{list_label}.{sender.domain}>"),
+                # Only the phrase may be encoded: the <id> must stay readable for filters.
+                encode_text("List-Id", encode_address(title, list_id)),
                 b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                 b"Auto-Submitted: auto-generated",
                 b"MIME-Version: 1.0",
@@ -246,6 +263,12 @@ class MessageFactory:
                 )
             )
         return PreparedMessage(key, boundary, variants[0], variants[1])
+
+    def _date_header(self, when: datetime) -> bytes:
+        # A pass stamps all its messages with the same time; format it once.
+        if self._date is None or self._date[0] != when:
+            self._date = (when, format_datetime(when).encode("ascii"))
+        return self._date[1]
 
     def build(
         self, prepared: PreparedMessage, recipient: Recipient, personal: Personal, when: datetime
@@ -262,11 +285,13 @@ class MessageFactory:
         unsubscribe = f"<{personal.unsubscribe_url}>"
         if self.config.unsubscribe_mailto:
             unsubscribe += f", <mailto:{self.config.unsubscribe_mailto}?subject=unsubscribe>"
+        check_header_text(unsubscribe, "List-Unsubscribe")
+        check_header_text(personal.message_id, "Message-ID")
         boundary = prepared.boundary.encode("ascii")
         return b"".join(
             (
                 b"Date: ",
-                format_datetime(when).encode("ascii"),
+                self._date_header(when),
                 CRLF,
                 encode_text("To", encode_address(name, recipient.email)),
                 CRLF,

@@ -67,9 +67,21 @@ class Sequence:
     lessons: tuple[Lesson, ...]
     path: Path = Path()
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    _order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update({lesson.id: i for i, lesson in enumerate(self.lessons)})
+        object.__setattr__(self, "_order", tuple(lesson.id for lesson in self.lessons))
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Lesson ids in sending order."""
+        return self._order
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Lesson id → 0-based position (do not modify)."""
+        return self._index
 
     def __len__(self) -> int:
         return len(self.lessons)

@@ -313,11 +313,23 @@ class Store:
     async def erase(self, subscriber_id: int, *, now: datetime, actor: str) -> bool:
         """GDPR erasure: drop personal data and history, keep the hash that blocks re-sending."""
         async with self.engine.begin() as conn:
+            current = (
+                (
+                    await conn.execute(
+                        select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            if current is None:
+                # Nothing to erase; inserting the audit event would break its foreign key.
+                return False
             await conn.execute(
                 delete(deliveries).where(deliveries.c.subscriber_id == subscriber_id)
             )
             await conn.execute(delete(events).where(events.c.subscriber_id == subscriber_id))
-            result = await conn.execute(
+            await conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id == subscriber_id)
                 .values(
@@ -335,13 +347,13 @@ class Store:
                 insert(events).values(
                     subscriber_id=subscriber_id,
                     at=now,
-                    old_status=None,
+                    old_status=current,
                     new_status="erased",
                     actor=actor,
                     reason="",
                 )
             )
-        return bool(result.rowcount)
+        return True
 
     # -- progress ----------------------------------------------------------------------------
 
@@ -403,8 +415,11 @@ class Store:
                 )
             )
 
-    async def unrecord_last(self, subscriber: Subscriber) -> str | None:
-        """Forget the most recent delivery of this generation (to repeat it); its lesson id."""
+    async def unrecord_last(self, subscriber: Subscriber, keep: Iterable[str] = ()) -> str | None:
+        """Forget the most recent delivery of this generation (to repeat it); its lesson id.
+
+        Deliveries of the lesson ids in `keep` (the closing email) are never forgotten.
+        """
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -413,6 +428,7 @@ class Store:
                         deliveries.c.subscriber_id == subscriber.id,
                         deliveries.c.generation == subscriber.generation,
                         deliveries.c.kind == "sent",
+                        deliveries.c.lesson_id.not_in(list(keep)),
                     )
                     .order_by(deliveries.c.id.desc())
                     .limit(1)

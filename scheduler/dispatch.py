@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,15 +34,20 @@ MISSING_SEQUENCE_RETRY = timedelta(hours=1)
 FLUSH_SECONDS = 0.25
 
 
-def choose_next(order: Seq[str], recorded: Seq[str]) -> str | None:
+def choose_next(
+    order: Seq[str], recorded: Seq[str], position: Mapping[str, int] | None = None
+) -> str | None:
     """The first unrecorded lesson after the last recorded one still in `order` (DESIGN.md)."""
-    done = set(recorded)
-    position = {lesson_id: i for i, lesson_id in enumerate(order)}
+    if position is None:
+        position = {lesson_id: i for i, lesson_id in enumerate(order)}
     start = 0
     for lesson_id in reversed(recorded):
         if lesson_id in position:
             start = position[lesson_id] + 1
             break
+    if not recorded:
+        return order[0] if order else None
+    done = set(recorded)
     return next((lesson_id for lesson_id in order[start:] if lesson_id not in done), None)
 
 
@@ -108,6 +113,7 @@ class Dispatcher:
         self.halted: TransportConfigError | None = None
         self.last_tick: datetime | None = None
         self.totals: Counter[str] = Counter()
+        self._due_cache: dict[tuple[str, str, int, datetime], datetime] = {}
 
     def stop(self) -> None:
         """Stop claiming; in-flight sends finish (bounded by shutdown_grace_seconds)."""
@@ -126,17 +132,18 @@ class Dispatcher:
         sequence = sequences.get(subscriber.sequence_id)
         if sequence is None:
             return Job(subscriber, "")
-        order = [lesson.id for lesson in sequence.lessons]
-        lesson_id = choose_next(order, recorded)
+        order = sequence.order
+        lesson_id = choose_next(order, recorded, sequence.positions)
         if lesson_id is None:
             if not self.settings.closing_email or CLOSING_ID in recorded:
                 return Job(subscriber, CLOSING_ID, sequence=sequence, final=True)
             return self._job(
                 subscriber, sequence, CLOSING_ID, self.factory.prepare_closing(sequence), now, True
             )
-        lesson = sequence.lessons[order.index(lesson_id)]
+        lesson = sequence.lessons[sequence.positions[lesson_id]]
         final = (
-            not self.settings.closing_email and choose_next(order, [*recorded, lesson_id]) is None
+            not self.settings.closing_email
+            and choose_next(order, [*recorded, lesson_id], sequence.positions) is None
         )
         return self._job(
             subscriber,
@@ -190,13 +197,7 @@ class Dispatcher:
         if result is None:  # nothing left to send
             return Stop(sub.id, "completed", None)
         if result.delivered:
-            next_due = next_send_time(
-                tz=ZoneInfo(sub.timezone),
-                send_time=parse_send_time(sub.send_time),
-                now=now,
-                last_sent_at=now,
-                cadence_days=job.sequence.cadence_days,
-            )
+            next_due = self._next_due(sub.timezone, sub.send_time, job.sequence.cadence_days, now)
             return Sent(
                 sub.id, sub.generation, job.lesson_id, job.message_id, now, next_due, job.final
             )
@@ -230,6 +231,23 @@ class Dispatcher:
             )
         return Stop(sub.id, kind, error)
 
+    def _next_due(self, zone: str, at: str, cadence: int, now: datetime) -> datetime:
+        # Everyone sent in one pass shares `now`, so the answer depends only on these four.
+        key = (zone, at, cadence, now)
+        due = self._due_cache.get(key)
+        if due is None:
+            if len(self._due_cache) > 10_000:
+                self._due_cache.clear()
+            due = next_send_time(
+                tz=ZoneInfo(zone),
+                send_time=parse_send_time(at),
+                now=now,
+                last_sent_at=now,
+                cadence_days=cadence,
+            )
+            self._due_cache[key] = due
+        return due
+
     # -- the pass ------------------------------------------------------------------------------
 
     async def tick(self, now: datetime | None = None) -> TickReport:
@@ -252,20 +270,38 @@ class Dispatcher:
     async def _tick(self, now: datetime, report: TickReport) -> None:
         sequences = self.library.current()
         connections = self.settings.connections
-        jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=connections * 8)
+        jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(connections * 8, 256))
         outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
         unsent: list[int] = []
+        # At most this many outcomes may be sent but not yet committed: the most a crash can
+        # make us send twice (DESIGN.md: the duplicate window as small as physics allows).
+        window = asyncio.Semaphore(self.settings.commit_every + connections)
+
+        claimed: asyncio.Queue[tuple[list[Subscriber], dict[int, list[str]]] | None] = (
+            asyncio.Queue(maxsize=1)
+        )
+
+        async def claim() -> None:
+            # Runs ahead of planning by one batch, so the database round trips overlap the
+            # sending instead of stalling the workers between batches.
+            lease = timedelta(seconds=self.settings.lease_seconds)
+            try:
+                while not self.stopping.is_set() and self.halted is None:
+                    batch = await self.store.claim_due(
+                        now, self.settings.batch_size, self.node, now + lease
+                    )
+                    report.claimed += len(batch)
+                    if not batch:
+                        return
+                    await claimed.put((batch, await self.store.progress([s.id for s in batch])))
+                    if len(batch) < self.settings.batch_size:
+                        return
+            finally:
+                await claimed.put(None)
 
         async def produce() -> None:
-            lease = timedelta(seconds=self.settings.lease_seconds)
-            while not self.stopping.is_set() and self.halted is None:
-                batch = await self.store.claim_due(
-                    now, self.settings.batch_size, self.node, now + lease
-                )
-                report.claimed += len(batch)
-                if not batch:
-                    return
-                recorded = await self.store.progress([s.id for s in batch])
+            while (item := await claimed.get()) is not None:
+                batch, recorded = item
                 for sub in batch:
                     if self.stopping.is_set() or self.halted is not None:
                         unsent.append(sub.id)
@@ -276,11 +312,10 @@ class Dispatcher:
                         log.exception("cannot prepare a message for subscriber %d", sub.id)
                         continue
                     if job.envelope is None:
+                        await window.acquire()
                         outcomes.put_nowait(self.outcome(job, None, now))
                     else:
                         await jobs.put(job)
-                if len(batch) < self.settings.batch_size:
-                    return
 
         async def work() -> None:
             connection = await self.transport.connect()
@@ -291,13 +326,16 @@ class Dispatcher:
                         unsent.append(job.subscriber.id)
                         continue
                     await self.limiter.acquire()
+                    await window.acquire()
                     try:
                         result = await connection.send(job.envelope)
                         outcomes.put_nowait(self.outcome(job, result, now))
                     except TransportConfigError as err:
+                        window.release()
                         self._halt(err)
                         unsent.append(job.subscriber.id)
                     except Exception:
+                        window.release()
                         # One bad subscriber (say, a timezone removed from tzdata) must not
                         # stall the whole pass; the lease runs out and it is tried again.
                         log.exception("sending to subscriber %d failed", job.subscriber.id)
@@ -313,6 +351,8 @@ class Dispatcher:
                 nonlocal pending
                 if pending:
                     await self.store.record(pending, now)
+                    for _ in pending:
+                        window.release()
                     pending = []
 
             while True:
@@ -327,19 +367,32 @@ class Dispatcher:
                 except TimeoutError:
                     await flush()
                     continue
-                if item is None:
+                finished = False
+                while item is not None:
+                    pending.append(item)
+                    report.results[_label(item)] += 1
+                    if len(pending) >= self.settings.commit_every:
+                        await flush()
+                    if outcomes.empty():
+                        break
+                    item = outcomes.get_nowait()
+                else:
+                    finished = True
+                if finished:
                     break
-                pending.append(item)
-                report.results[_label(item)] += 1
-                if len(pending) >= self.settings.commit_every:
-                    await flush()
             await flush()
 
         recorder = asyncio.create_task(record())
         workers = [asyncio.create_task(work()) for _ in range(connections)]
+        claimer = asyncio.create_task(claim())
         try:
             await produce()
+            await claimer
         finally:
+            if not claimer.done():
+                claimer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await claimer
             for _ in workers:
                 await jobs.put(None)
             await self._join_workers(workers, jobs, unsent)

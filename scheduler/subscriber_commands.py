@@ -114,7 +114,8 @@ async def _dispatch(parts: Parts, args: argparse.Namespace) -> int:
         )
         sub, created = await life.add(parts.store, new, now=now, actor="cli")
         if not created:
-            print(f"{sub.email} is already subscribed (id {sub.id}, {sub.status})")
+            # An erased row has no address left to print: name the one that was typed.
+            print(f"{new.email} is already subscribed (id {sub.id}, {sub.status})")
             return 0
         due = sub.next_due_at.isoformat(timespec="minutes") if sub.next_due_at else "-"
         print(f"added {sub.email} (id {sub.id}); first lesson due {due}")
@@ -153,11 +154,11 @@ async def _dispatch(parts: Parts, args: argparse.Namespace) -> int:
 
 
 async def _find(parts: Parts, who: str, sequence_id: str | None) -> Subscriber:
-    sub = (
-        await parts.store.get(int(who))
-        if who.isdigit()
-        else await parts.store.find(who, sequence_id)
-    )
+    # isascii: str.isdigit() accepts '²', which int() refuses; ids fit in a signed 64-bit int.
+    if who.isascii() and who.isdigit():
+        sub = await parts.store.get(int(who)) if int(who) < 2**63 else None
+    else:
+        sub = await parts.store.find(who, sequence_id)
     if sub is None:
         raise GuideError(f"no subscriber {who!r}")
     return sub
@@ -186,7 +187,10 @@ def _cell(value: Any) -> str:
 
 
 async def _export(parts: Parts, args: argparse.Namespace, stdout: TextIO) -> int:
-    out: TextIO = args.output.open("w", encoding="utf-8", newline="") if args.output else stdout
+    try:
+        out: TextIO = args.output.open("w", encoding="utf-8", newline="") if args.output else stdout
+    except OSError as err:
+        raise GuideError(f"cannot write {args.output}: {err.strerror}") from err
     try:
         if args.who:
             subs = [await _find(parts, args.who, args.sequence)]

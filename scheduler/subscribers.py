@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from guide.errors import GuideError
 from guide.lessons import Sequence
 from guide.store import NewSubscriber, Store, Subscriber
-from scheduler.dispatch import choose_next
+from scheduler.dispatch import CLOSING_ID, choose_next
 from scheduler.schedule import next_send_time, parse_send_time
 
 # Statuses from which `resume` makes someone active again (an operator's decision for the last
@@ -141,6 +141,9 @@ async def skip(
     actor: str,
 ) -> str:
     """Skip the next lesson; returns its id."""
+    if subscriber.status in ("unsubscribed", "erased"):
+        # Recording lessons for someone who left (or was erased) would rebuild their history.
+        raise LifecycleError(f"cannot skip a lesson for a subscriber who is {subscriber.status}")
     sequence = sequences.get(subscriber.sequence_id)
     if sequence is None:
         raise LifecycleError(f"sequence {subscriber.sequence_id!r} is not in the lesson library")
@@ -164,7 +167,18 @@ async def repeat(
     """Send the last lesson again at the next send time; returns its id."""
     if subscriber.status in ("unsubscribed", "erased", "pending", "bounced"):
         raise LifecycleError(f"cannot repeat a lesson for a subscriber who is {subscriber.status}")
-    lesson_id = await store.unrecord_last(subscriber)
+    sent, _ = await store.history(subscriber.id)
+    current = [
+        row
+        for row in sent
+        if row["generation"] == subscriber.generation and row["lesson_id"] != CLOSING_ID
+    ]
+    if current and current[-1]["kind"] == "skipped" and any(r["kind"] == "sent" for r in current):
+        # The next lesson goes after the last one recorded, so the skipped one would come
+        # next instead of the repeat; un-skipping it could send something they chose to avoid.
+        raise LifecycleError("a lesson was skipped after the last one sent; nothing to repeat now")
+    # The closing email is kept: a completed subscriber gets their last lesson, not the goodbye.
+    lesson_id = await store.unrecord_last(subscriber, keep=(CLOSING_ID,))
     if lesson_id is None:
         raise LifecycleError("no lesson has been sent yet")
     changes: dict[str, Any] = {}

@@ -48,6 +48,12 @@ class MaildirTransport:
         finally:
             os.close(fd)
         os.rename(temporary, final)
+        # The rename lives in the directory: sync it too, or a power cut could lose the file.
+        directory = os.open(self.root / "new", os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return final
 
 

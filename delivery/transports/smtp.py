@@ -13,6 +13,7 @@ from guide.config import SMTPConfig
 from guide.errors import TransportConfigError
 
 log = logging.getLogger(__name__)
+_UNSAFE_ADDRESS = frozenset(' <>()[],;:"\\\r\n\t')
 
 
 def _ssl_cause(err: BaseException) -> ssl.SSLError | None:
@@ -76,6 +77,8 @@ class SMTPConnection:
         try:
             await client.connect()
         except aiosmtplib.SMTPAuthenticationError as err:
+            if 400 <= err.code < 500:  # 454 4.7.0: the relay's auth service is down for now
+                raise
             raise TransportConfigError(
                 "smtp.username",
                 f"the relay refused the login ({err.code} {err.message}); check the password",
@@ -86,7 +89,12 @@ class SMTPConnection:
                 raise TransportConfigError(
                     "smtp.verify_certificates", f"TLS with {self.config.host} failed: {tls_error}"
                 ) from err
-            if "STARTTLS" in str(err) or "AUTH" in str(err).upper():
+            # Only aiosmtplib's own negotiation errors (a bare SMTPException) say STARTTLS or
+            # AUTH is missing. Connect errors and relay replies quote a host name or free text
+            # ("421 smtp-auth.example.net busy") and must stay transient.
+            if type(err) is aiosmtplib.SMTPException and (
+                "STARTTLS" in str(err) or "AUTH" in str(err).upper()
+            ):
                 raise TransportConfigError("smtp.security", f"{err}") from err
             raise
         except ssl.SSLError as err:
@@ -98,6 +106,12 @@ class SMTPConnection:
 
     async def send(self, envelope: Envelope) -> SendResult:
         """Send one message; a dropped connection is transient and reopened next time."""
+        # aiosmtplib raises ValueError for an address that could smuggle SMTP parameters (a
+        # space, '<'); such a recipient is unusable: final, like a relay's 553 5.1.3. A cheap
+        # check, since addresses were validated when they were stored.
+        recipient = envelope.recipient
+        if not recipient.isascii() or any(ch in recipient for ch in _UNSAFE_ADDRESS):
+            return SendResult(Status.PERMANENT, None, f"5.1.3 unusable address {recipient!r}")
         try:
             client = await self._open()
             _, reply = await client.sendmail(envelope.sender, [envelope.recipient], envelope.data)

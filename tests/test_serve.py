@@ -1,0 +1,68 @@
+"""`run.py serve` as systemd runs it: sends what is due, and stops cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from tests.harness import LESSONS, REPO
+
+
+async def wait_for_line(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> None:
+    """Read log lines until one contains `needle` (the process tells us; nothing polls)."""
+    while True:
+        line = (await stream.readline()).decode()
+        if not line:
+            raise AssertionError(f"process ended before {needle!r}; log:\n{''.join(seen)}")
+        seen.append(line)
+        if needle in line:
+            return
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state_dir: {tmp_path / 'state'}\nlessons:\n  dir: {LESSONS}\n")
+    env = {**os.environ, "DRG_LINK_SECRET": "serve-test"}
+    run = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
+    add = await asyncio.create_subprocess_exec(
+        *run, "subscribers", "add", "due@example.org", "--timezone", "Europe/Berlin", env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await add.wait() == 0
+    # Make the subscriber due a minute ago, as if their send time had just passed.
+    with sqlite3.connect(tmp_path / "state" / "guide.sqlite3") as db:
+        db.execute("UPDATE subscribers SET next_due_at = datetime('now', '-1 minute')")
+
+    serve = await asyncio.create_subprocess_exec(
+        *run, "serve", env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    assert serve.stderr is not None
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(wait_for_line(serve.stderr, "sent 1", seen), 60)
+    finally:
+        serve.send_signal(signum)
+    await asyncio.wait_for(wait_for_line(serve.stderr, "stopped", seen), 60)
+    assert await asyncio.wait_for(serve.wait(), 30) == 0
+    log = "".join(seen)
+    assert "Traceback" not in log
+    assert "serve-test" not in log  # the link secret is never logged
+
+    files = list((tmp_path / "state" / "outbox" / "new").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".eml"
+    message = BytesParser(policy=policy.default).parsebytes(files[0].read_bytes())
+    assert message["To"] == "due@example.org"
+    assert "Day 1 of 30" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    with sqlite3.connect(tmp_path / "state" / "guide.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
+    assert oct((tmp_path / "state" / "guide.sqlite3").stat().st_mode & 0o777) == "0o600"

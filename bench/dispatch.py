@@ -145,8 +145,7 @@ async def phase_service(state: Path, port: int, connections: int) -> dict[str, A
 
 async def phase_raw(port: int, connections: int, count: int) -> dict[str, Any]:
     import aiosmtplib
-
-    from tests_support import sample_message  # type: ignore[import-not-found]
+    from tests_support import sample_message
 
     data = sample_message()
     per = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]

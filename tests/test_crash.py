@@ -69,7 +69,9 @@ def test_sigkill_between_the_relays_250_and_the_commit_loses_nothing(
         config = write_config(tmp_path, server.port)
         people = tmp_path / "people.csv"
         rows = [f"c{i}@example.org,,UTC,09:00,no," for i in range(SUBSCRIBERS)]
-        people.write_text("email,name,timezone,send_time,discreet,sequence\n" + "\n".join(rows) + "\n")
+        people.write_text(
+            "email,name,timezone,send_time,discreet,sequence\n" + "\n".join(rows) + "\n"
+        )
         imported = run(config, "subscribers", "import", str(people))
         out, err = imported.communicate(timeout=60)
         assert imported.returncode == 0, err
@@ -85,8 +87,10 @@ def test_sigkill_between_the_relays_250_and_the_commit_loses_nothing(
                 os.kill(victim["proc"].pid, signal.SIGKILL)
             return reply
 
-        server.handler.handle_DATA = handle_data  # type: ignore[method-assign]
-        start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=10, minute=0, second=0, microsecond=0)
+        server.handler.handle_DATA = handle_data  # type: ignore[method-assign, assignment]
+        start = (datetime.now(UTC) + timedelta(days=2)).replace(
+            hour=10, minute=0, second=0, microsecond=0
+        )
         rounds = 3
         for round_number in range(rounds):
             kill_at["count"] = len(server.messages) + rng.randint(5, 40)
@@ -95,15 +99,24 @@ def test_sigkill_between_the_relays_250_and_the_commit_loses_nothing(
             victim["proc"].communicate(timeout=120)
             assert victim["proc"].returncode == -signal.SIGKILL
         victim.clear()
-        final = run(config, "tick", "--now", (start + timedelta(seconds=rounds * (LEASE + 1))).isoformat())
-        out, err = final.communicate(timeout=120)
+        final = run(
+            config, "tick", "--now", (start + timedelta(seconds=rounds * (LEASE + 1))).isoformat()
+        )
+        _, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
         received = [(m.rcpt_tos[0], m.data) for m in server.messages]
 
     # No lesson lost: every subscriber's day 1 is recorded and was received.
     with sqlite3.connect(tmp_path / "state" / "guide.sqlite3") as db:
-        recorded = dict(db.execute("SELECT s.email, d.message_id FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"))
-        (unsent_leases,) = db.execute("SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL").fetchone()
+        recorded = dict(
+            db.execute(
+                "SELECT s.email, d.message_id FROM deliveries d"
+                " JOIN subscribers s ON s.id = d.subscriber_id"
+            )
+        )
+        (unsent_leases,) = db.execute(
+            "SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL"
+        ).fetchone()
     assert len(recorded) == SUBSCRIBERS
     assert unsent_leases == 0
     per_recipient: dict[str, list[bytes]] = defaultdict(list)

@@ -52,7 +52,9 @@ async def run_until(parts: Any, clock: Clock, end: datetime) -> int:
 
 async def statuses(parts: Any) -> dict[str, int]:
     async with parts.store.engine.connect() as conn:
-        rows = await conn.execute(select(subscribers.c.status, func.count()).group_by(subscribers.c.status))
+        rows = await conn.execute(
+            select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+        )
         return {str(status): int(n) for status, n in rows}
 
 
@@ -74,7 +76,10 @@ async def test_after_three_days_down_each_overdue_subscriber_gets_one_lesson(
     clock = Clock(START)
     parts = await make_parts(config_for(tmp_path), clock, SMTPTransport(server.smtp_config()))
     zones = ["Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Sydney", "UTC"]
-    people = [(f"d{i}@example.org", zones[i % 5], f"{6 + i % 12:02d}:{(i * 7) % 60:02d}") for i in range(60)]
+    people = [
+        (f"d{i}@example.org", zones[i % 5], f"{6 + i % 12:02d}:{(i * 7) % 60:02d}")
+        for i in range(60)
+    ]
     await add_many(parts, people, START)
     try:
         await run_until(parts, clock, START + timedelta(days=3))
@@ -90,7 +95,9 @@ async def test_after_three_days_down_each_overdue_subscriber_gets_one_lesson(
     finally:
         await parts.close()
     settings = {a: (z, at) for a, z, at in people}
-    for address, messages in by_recipient([(m.rcpt_tos[0], m.data) for m in server.messages]).items():
+    for address, messages in by_recipient(
+        [(m.rcpt_tos[0], m.data) for m in server.messages]
+    ).items():
         zone = ZoneInfo(settings[address][0])
         hour, minute = map(int, settings[address][1].split(":"))
         days = [day_of(m) for m in messages]
@@ -104,21 +111,32 @@ async def test_after_three_days_down_each_overdue_subscriber_gets_one_lesson(
         assert len(set(local_days)) == len(local_days)
 
 
-async def test_relay_faults_are_retried_bounced_or_held(tmp_path: Path, smtp_servers: SMTPServers) -> None:
+async def test_relay_faults_are_retried_bounced_or_held(
+    tmp_path: Path, smtp_servers: SMTPServers
+) -> None:
     server = await smtp_servers.start()
-    refuse = {"gone@example.org": "550 5.1.1 No such user", "blocked@example.org": "554 5.7.1 Rejected by policy"}
+    refuse = {
+        "gone@example.org": "550 5.1.1 No such user",
+        "blocked@example.org": "554 5.7.1 Rejected by policy",
+    }
     original = server.handler.handle_RCPT
 
     async def handle_rcpt(
-        srv: RecordingSMTP, session: Session, envelope: SMTPEnvelope, address: str, options: list[str]
+        srv: RecordingSMTP,
+        session: Session,
+        envelope: SMTPEnvelope,
+        address: str,
+        options: list[str],
     ) -> str:
         if address in refuse:
             return refuse[address]
         return await original(srv, session, envelope, address, options)
 
-    server.handler.handle_RCPT = handle_rcpt  # type: ignore[method-assign]
+    server.handler.handle_RCPT = handle_rcpt  # type: ignore[method-assign, assignment]
     clock = Clock(START)
-    parts = await make_parts(config_for(tmp_path, connections=2), clock, SMTPTransport(server.smtp_config()))
+    parts = await make_parts(
+        config_for(tmp_path, connections=2), clock, SMTPTransport(server.smtp_config())
+    )
     people = [(f"r{i}@example.org", "UTC", "09:00") for i in range(30)]
     people += [(address, "UTC", "09:00") for address in refuse]
     await add_many(parts, people, START)
@@ -142,13 +160,19 @@ async def test_relay_faults_are_retried_bounced_or_held(tmp_path: Path, smtp_ser
     finally:
         await parts.close()
     first_day = [m for m in server.messages if day_of(m.data) == 1]
-    assert sorted(m.rcpt_tos[0] for m in first_day) == sorted(a for a, _, _ in people if a not in refuse)
+    assert sorted(m.rcpt_tos[0] for m in first_day) == sorted(
+        a for a, _, _ in people if a not in refuse
+    )
     reopened = await make_parts(config_for(tmp_path), clock, SMTPTransport(server.smtp_config()))
     try:
         gone = await reopened.store.find("gone@example.org")
         blocked = await reopened.store.find("blocked@example.org")
         assert gone is not None and gone.status == "bounced" and "5.1.1" in (gone.last_error or "")
-        assert blocked is not None and blocked.status == "held" and "5.7.1" in (blocked.last_error or "")
+        assert (
+            blocked is not None
+            and blocked.status == "held"
+            and "5.7.1" in (blocked.last_error or "")
+        )
         assert (await statuses(reopened))["active"] == 30
     finally:
         await reopened.close()
@@ -158,7 +182,9 @@ async def test_transient_failures_give_up_after_the_retry_lifetime(tmp_path: Pat
     transport = MemoryTransport()
     transport.script.extend([SendResult(Status.TRANSIENT, 451, "4.3.0 Later")] * 100)
     clock = Clock(START)
-    parts = await make_parts(config_for(tmp_path, retry_lifetime=timedelta(days=1)), clock, transport)
+    parts = await make_parts(
+        config_for(tmp_path, retry_lifetime=timedelta(days=1)), clock, transport
+    )
     await add_many(parts, [("late@example.org", "UTC", "09:00")], START)
     try:
         waits = []
@@ -170,7 +196,12 @@ async def test_transient_failures_give_up_after_the_retry_lifetime(tmp_path: Pat
         assert sub is not None and sub.status == "undeliverable"
         assert sub.attempts >= 5
         # Backoff grew: 1 min, 5 min, 30 min, 2 h, then 6 h steps until a day had passed.
-        assert waits[1:5] == [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2)]
+        assert waits[1:5] == [
+            timedelta(minutes=1),
+            timedelta(minutes=5),
+            timedelta(minutes=30),
+            timedelta(hours=2),
+        ]
         assert transport.outbox == []
     finally:
         await parts.close()
@@ -192,7 +223,10 @@ async def test_authentication_failure_stops_sending_and_names_the_key(
         # Nobody was marked failed or advanced; their leases are free for the next start.
         async with parts.store.engine.connect() as conn:
             rows = (await conn.execute(select(subscribers))).mappings().all()
-        assert all(r["status"] == "active" and r["attempts"] == 0 and r["lease_owner"] is None for r in rows)
+        assert all(
+            r["status"] == "active" and r["attempts"] == 0 and r["lease_owner"] is None
+            for r in rows
+        )
     finally:
         await parts.close()
 
@@ -215,14 +249,18 @@ async def test_lesson_edits_mid_sequence_never_resend_or_crash(tmp_path: Path) -
     transport = MemoryTransport()
     clock = Clock(START)
     parts = await make_parts(config_for(tmp_path, lessons=root), clock, transport)
-    await add_many(parts, [(f"e{i}@example.org", "Europe/London", "08:00") for i in range(10)], START)
+    await add_many(
+        parts, [(f"e{i}@example.org", "Europe/London", "08:00") for i in range(10)], START
+    )
     sent: dict[str, list[str]] = {}
     try:
         await run_until(parts, clock, START + timedelta(days=5))  # lessons 1-5 delivered
         original = yaml.safe_load((root / "no-contact" / "sequence.yaml").read_text())["lessons"]
         # Reorder: lesson 2 (sent) moves to day 9, with its phase; lessons 7 and 6 swap.
         moved = root / "no-contact" / f"{original[1]}.yaml"
-        moved.write_text(moved.read_text().replace("phase: going-no-contact", "phase: narcissistic-rage"))
+        moved.write_text(
+            moved.read_text().replace("phase: going-no-contact", "phase: narcissistic-rage")
+        )
         reordered = [*original[:1], *original[2:5], original[6], original[5], *original[7:9]]
         edit_order(root, lambda ids: [*reordered, original[1], *ids[9:]])
         await run_until(parts, clock, START + timedelta(days=7))
@@ -230,8 +268,14 @@ async def test_lesson_edits_mid_sequence_never_resend_or_crash(tmp_path: Path) -
         new = root / "no-contact" / "a-new-lesson.yaml"
         text = (root / "no-contact" / f"{original[9]}.yaml").read_text()
         new.write_text(text.replace(f"id: {original[9]}", "id: a-new-lesson"))
-        edit_order(root, lambda ids: [i for i in ids if i != original[10]][:8] + ["a-new-lesson"] + [
-            i for i in ids if i != original[10]][8:])
+        edit_order(
+            root,
+            lambda ids: [
+                *[i for i in ids if i != original[10]][:8],
+                "a-new-lesson",
+                *[i for i in ids if i != original[10]][8:],
+            ],
+        )
         (root / "no-contact" / f"{original[10]}.yaml").unlink()
         await run_until(parts, clock, START + timedelta(days=10))
         # A broken edit is refused and the last good version keeps going out.
@@ -268,7 +312,7 @@ async def test_stop_lets_in_flight_sends_finish_and_releases_leases(
         await gate.wait()
         return await original(srv, session, envelope)
 
-    server.handler.handle_DATA = slow_data  # type: ignore[method-assign]
+    server.handler.handle_DATA = slow_data  # type: ignore[method-assign, assignment]
     clock = Clock(START + timedelta(hours=10))
     config = config_for(tmp_path, connections=2, batch_size=50)
     parts = await make_parts(config, clock, SMTPTransport(server.smtp_config()))
@@ -283,7 +327,11 @@ async def test_stop_lets_in_flight_sends_finish_and_releases_leases(
         assert 1 <= in_flight <= 2  # only what was already on the wire
         assert report.results["sent"] == in_flight
         async with parts.store.engine.connect() as conn:
-            leased = (await conn.execute(select(func.count()).where(subscribers.c.lease_owner.is_not(None)))).scalar()
+            leased = (
+                await conn.execute(
+                    select(func.count()).where(subscribers.c.lease_owner.is_not(None))
+                )
+            ).scalar()
             recorded = (await conn.execute(select(func.count()).select_from(deliveries))).scalar()
         assert leased == 0
         assert recorded == in_flight
@@ -322,7 +370,9 @@ async def test_message_ids_are_stable_across_a_resend(tmp_path: Path) -> None:
         sub = await parts.store.find("m@example.org")
         assert sub is not None
         first = parts.dispatcher.plan(sub, [], parts.library.current(), clock.now)
-        again = parts.dispatcher.plan(sub, [], parts.library.current(), clock.now + timedelta(minutes=5))
+        again = parts.dispatcher.plan(
+            sub, [], parts.library.current(), clock.now + timedelta(minutes=5)
+        )
         assert first.envelope is not None and again.envelope is not None
         assert message_id_of(first.envelope.data) == message_id_of(again.envelope.data)
         second = parts.dispatcher.plan(sub, [first.lesson_id], parts.library.current(), clock.now)

@@ -67,9 +67,9 @@ async def test_every_subscriber_gets_one_lesson_per_local_day_in_order(
     parts = await make_parts(config, clock, SMTPTransport(server.smtp_config()))
     rng = random.Random(7)
     people = []
-    for index, (zone, times) in enumerate(ZONES.items()):
+    for index, (zone_id, times) in enumerate(ZONES.items()):
         for n in range(PER_ZONE):
-            people.append((f"p{index:02d}-{n:02d}@example.org", zone, rng.choice(times)))
+            people.append((f"p{index:02d}-{n:02d}@example.org", zone_id, rng.choice(times)))
     await add_many(parts, people, START)
     setting = {address: (zone, at) for address, zone, at in people}
 

@@ -34,7 +34,13 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
     env = {**os.environ, "DRG_LINK_SECRET": "serve-test"}
     run = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
     add = await asyncio.create_subprocess_exec(
-        *run, "subscribers", "add", "due@example.org", "--timezone", "Europe/Berlin", env=env,
+        *run,
+        "subscribers",
+        "add",
+        "due@example.org",
+        "--timezone",
+        "Europe/Berlin",
+        env=env,
         stdout=asyncio.subprocess.DEVNULL,
     )
     assert await add.wait() == 0
@@ -63,6 +69,8 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
     assert message["To"] == "due@example.org"
     assert "Day 1 of 30" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     with sqlite3.connect(tmp_path / "state" / "guide.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL").fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL"
+        ).fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
     assert oct((tmp_path / "state" / "guide.sqlite3").stat().st_mode & 0o777) == "0o600"

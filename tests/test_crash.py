@@ -75,6 +75,7 @@ def test_sigkill_between_the_relays_250_and_the_commit_loses_nothing(
         imported = run(config, "subscribers", "import", str(people))
         out, err = imported.communicate(timeout=60)
         assert imported.returncode == 0, err
+        assert f"imported {SUBSCRIBERS} new" in out
 
         victim: dict[str, subprocess.Popen[str]] = {}
         kill_at = {"count": -1}

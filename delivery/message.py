@@ -23,7 +23,7 @@ from guide.render import markdown_to_html, markdown_to_text, render_template_bod
 
 CRLF = b"\r\n"
 # The parts of an email that differ per subscriber. Everything else is rendered once per lesson.
-PERSONAL = ("greeting", "manage_url", "unsubscribe_url", "online_url")
+PERSONAL = ("greeting", "manage_url", "unsubscribe_url", "online_url", "action_url")
 _MARK = re.compile(r"\[\[drg:(\w+)\]\]")
 
 
@@ -49,6 +49,7 @@ class Personal:
     unsubscribe_url: str
     manage_url: str = ""
     online_url: str = ""
+    action_url: str = ""  # the confirmation link of a double opt-in email
 
 
 def _qp_line(line: str) -> bytes:
@@ -95,6 +96,8 @@ class _Variant:
     head: bytes  # From, Subject, List-Id and the constant headers, ready to send
     text: _Part
     html: _Part
+    page: str  # the HTML with personal markers, for reading online and previews
+    plain: str  # the text with personal markers
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,38 @@ class MessageFactory:
         self._cache[key] = prepared
         return prepared
 
+    def prepare_confirm(self, sequence: Sequence, pending_days: int) -> PreparedMessage:
+        """The double opt-in email; its link is the personal `action_url`."""
+        key = hashlib.sha256(
+            repr(("confirm", sequence.id, sequence.title, len(sequence), pending_days)).encode()
+        ).hexdigest()
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        sender = self.config.sender
+        context = {
+            **self._footer_context(),
+            "sequence_title": sequence.title,
+            "total_days": len(sequence),
+            "discreet_name": sender.discreet_name,
+            "pending_days": pending_days,
+            "manage_url": "",  # nothing to manage before confirming
+            "online_url": "",
+        }
+        prepared = self._prepare(
+            key,
+            "confirm",
+            context,
+            subjects=(
+                f"Please confirm: {sequence.title}",
+                f"Please confirm: {sender.discreet_name}",
+            ),
+            list_label=sequence.id,
+            list_title=sequence.title,
+        )
+        self._cache[key] = prepared
+        return prepared
+
     def _prepare(
         self,
         key: str,
@@ -259,7 +294,11 @@ class MessageFactory:
             ]
             variants.append(
                 _Variant(
-                    CRLF.join(head) + CRLF, _Part(text, escape=False), _Part(page, escape=True)
+                    CRLF.join(head) + CRLF,
+                    _Part(text, escape=False),
+                    _Part(page, escape=True),
+                    page,
+                    text,
                 )
             )
         return PreparedMessage(key, boundary, variants[0], variants[1])
@@ -270,18 +309,34 @@ class MessageFactory:
             self._date = (when, format_datetime(when).encode("ascii"))
         return self._date[1]
 
+    @staticmethod
+    def personal_values(recipient: Recipient, personal: Personal) -> dict[str, str]:
+        """The values of the PERSONAL markers for one recipient."""
+        name = clean_header_text(recipient.name)
+        return {
+            "greeting": f"Hi {name}," if name else "Hello,",
+            "manage_url": personal.manage_url,
+            "unsubscribe_url": personal.unsubscribe_url,
+            "online_url": personal.online_url,
+            "action_url": personal.action_url,
+        }
+
+    def readable(
+        self, prepared: PreparedMessage, recipient: Recipient, personal: Personal
+    ) -> tuple[str, str]:
+        """The HTML page and the plain text exactly as this recipient's email shows them."""
+        variant = prepared.discreet if recipient.discreet else prepared.normal
+        values = self.personal_values(recipient, personal)
+        page = _MARK.sub(lambda m: html.escape(values[m.group(1)]), variant.page)
+        return page, _MARK.sub(lambda m: values[m.group(1)], variant.plain)
+
     def build(
         self, prepared: PreparedMessage, recipient: Recipient, personal: Personal, when: datetime
     ) -> bytes:
         """The complete message for one recipient, CRLF line endings, 7-bit clean."""
         variant = prepared.discreet if recipient.discreet else prepared.normal
         name = clean_header_text(recipient.name)
-        values = {
-            "greeting": f"Hi {name}," if name else "Hello,",
-            "manage_url": personal.manage_url,
-            "unsubscribe_url": personal.unsubscribe_url,
-            "online_url": personal.online_url,
-        }
+        values = self.personal_values(recipient, personal)
         unsubscribe = f"<{personal.unsubscribe_url}>"
         if self.config.unsubscribe_mailto:
             unsubscribe += f", <mailto:{self.config.unsubscribe_mailto}?subject=unsubscribe>"

@@ -109,6 +109,12 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
+    enabled: bool = True
+    quick_exit_url: str = "https://www.bbc.com/weather"
+    pending_days: int = 7
+    client_limit_per_hour: int = 20
+    address_limit_per_day: int = 3
+    trust_forwarded_for: bool = False
 
 
 @dataclass(frozen=True)
@@ -502,6 +508,28 @@ def _build(
         ),
         public_url=web_section.get(
             "public_url", wd.public_url, _http_url, "must be an http(s) URL with no query"
+        ),
+        enabled=web_section.get("enabled", True, _boolean, "must be true or false"),
+        quick_exit_url=web_section.get(
+            "quick_exit_url", wd.quick_exit_url, _http_url, "must be an http(s) URL"
+        ),
+        pending_days=web_section.get(
+            "pending_days", wd.pending_days, _int_range(1, 90), "must be days from 1 to 90"
+        ),
+        client_limit_per_hour=web_section.get(
+            "client_limit_per_hour",
+            wd.client_limit_per_hour,
+            _int_range(1, 100_000),
+            "must be an integer from 1 to 100000",
+        ),
+        address_limit_per_day=web_section.get(
+            "address_limit_per_day",
+            wd.address_limit_per_day,
+            _int_range(1, 100),
+            "must be an integer from 1 to 100",
+        ),
+        trust_forwarded_for=web_section.get(
+            "trust_forwarded_for", False, _boolean, "must be true or false"
         ),
     )
     web_section.finish()

@@ -91,6 +91,8 @@ subscribers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("sequence_id", "email_hash", name="uq_subscribers_sequence_email"),
     Index("ix_subscribers_due", "status", "next_due_at"),
+    # Never reuse the id of a deleted (unconfirmed) sign-up: links carry subscriber ids.
+    sqlite_autoincrement=True,
 )
 
 deliveries = Table(

@@ -595,6 +595,16 @@ class Store:
                     ],
                 )
 
+    async def purge_pending(self, created_before: datetime) -> int:
+        """Delete sign-ups never confirmed: without consent, nothing about them is kept."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(subscribers).where(
+                    subscribers.c.status == "pending", subscribers.c.created_at < created_before
+                )
+            )
+        return int(result.rowcount)
+
     async def release(self, owner: str, subscriber_ids: Sequence[int] | None = None) -> int:
         """Give up leases held by `owner` (all, or only these subscribers)."""
         query = update(subscribers).where(subscribers.c.lease_owner == owner)

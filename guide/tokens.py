@@ -67,10 +67,18 @@ class LinkSigner:
         data = base64_encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
         return self._signer(purpose, now).sign(data).decode("ascii")
 
-    def load(self, purpose: str, token: str, now: datetime, *, expires: bool = True) -> Any:
-        """The payload of a valid token; TokenError otherwise."""
+    def load(
+        self,
+        purpose: str,
+        token: str,
+        now: datetime,
+        *,
+        expires: bool = True,
+        lifetime: timedelta | None = None,
+    ) -> Any:
+        """The payload of a valid token; TokenError otherwise (`lifetime` overrides the default)."""
         signer = self._signer(purpose, now)
-        max_age = int(self.lifetime.total_seconds()) if expires else None
+        max_age = int((lifetime or self.lifetime).total_seconds()) if expires else None
         try:
             raw = signer.unsign(token, max_age=max_age)
             return json.loads(base64_decode(raw))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from collections.abc import Sequence as Seq
@@ -113,6 +114,9 @@ class Dispatcher:
         self.halted: TransportConfigError | None = None
         self.last_tick: datetime | None = None
         self.totals: Counter[str] = Counter()
+        self.tick_count = 0
+        self.tick_seconds = 0.0
+        self.last_tick_seconds = 0.0
         self._due_cache: dict[tuple[str, str, int, datetime], datetime] = {}
 
     def stop(self) -> None:
@@ -257,11 +261,15 @@ class Dispatcher:
             return report
         now = now or self.clock()
         self.idle.clear()
+        started = time.perf_counter()
         try:
             await self._tick(now, report)
         finally:
             self.idle.set()
             self.last_tick = now
+            self.last_tick_seconds = time.perf_counter() - started
+            self.tick_count += 1
+            self.tick_seconds += self.last_tick_seconds
         self.totals.update(report.results)
         if report.claimed:
             log.info("tick at %s: %s", now.isoformat(timespec="seconds"), report)

@@ -110,22 +110,8 @@ def render_sample(
         online_url=signer.url("lesson", "lesson", [sample_id, lesson.id], now),
     )
     data = factory.build(prepared, Recipient(to, name, discreet), personal, now)
-    variant = prepared.discreet if discreet else prepared.normal
-    values = {
-        "greeting": f"Hi {name}," if name else "Hello,",
-        "manage_url": personal.manage_url,
-        "unsubscribe_url": personal.unsubscribe_url,
-        "online_url": personal.online_url,
-    }
-    html = _decode(variant.html.encode(values))
-    text = _decode(variant.text.encode(values))
+    html, text = factory.readable(prepared, Recipient(to, name, discreet), personal)
     return SampleMessage(lesson, day, data, html, text)
-
-
-def _decode(quoted: bytes) -> str:
-    import quopri
-
-    return quopri.decodestring(quoted).decode("utf-8")
 
 
 def lessons_preview(

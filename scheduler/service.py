@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -104,7 +104,40 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         next_run_time=datetime.now(UTC),
         id="dispatch",
     )
+
+    async def purge() -> None:
+        # Unconfirmed sign-ups carry no consent: delete them after web.pending_days.
+        cutoff = system_clock() - timedelta(days=config.web.pending_days)
+        removed = await parts.store.purge_pending(cutoff)
+        if removed:
+            log.info("deleted %d sign-ups that were never confirmed", removed)
+
+    scheduler.add_job(purge, "interval", hours=1, coalesce=True, max_instances=1, id="purge")
     scheduler.start()
+    runner = None
+    if config.web.enabled:
+        from aiohttp import web
+
+        from web.app import WebContext, create_app
+
+        app = create_app(WebContext(parts, scheduler_running=lambda: scheduler.running))
+        runner = web.AppRunner(app, access_log=None)  # no access log: it would record tokens
+        await runner.setup()
+        site = web.TCPSite(runner, config.web.host, config.web.port)
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            scheduler.shutdown(wait=False)
+            await parts.close()
+            log.error(
+                "cannot listen on %s:%d: %s (web.host, web.port)",
+                config.web.host,
+                config.web.port,
+                err,
+            )
+            return 1
+        log.info("subscriber pages on http://%s:%d/subscribe", config.web.host, config.web.port)
     log.info(
         "serving: transport %s, %d lesson sequence(s), a pass every %ds",
         parts.transport.name,
@@ -117,6 +150,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         log.info("stopping: no new claims; waiting for in-flight sends")
         scheduler.shutdown(wait=False)
         parts.dispatcher.stop()
+        if runner is not None:
+            await runner.cleanup()
         try:
             await asyncio.wait_for(
                 parts.dispatcher.idle.wait(), config.dispatch.shutdown_grace_seconds + 5

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("confirmed_at", UTCDateTime, nullable=True),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("sequence_id", "email_hash", name="uq_subscribers_sequence_email"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_subscribers_due", "subscribers", ["status", "next_due_at"])
     op.create_table(

@@ -1,0 +1,82 @@
+"""Operator endpoints: /healthz for probes, /metrics for Prometheus."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from web.app import CONTEXT
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """200 when the database answers, the scheduler runs, ticks are recent and sending works."""
+    context = request.app[CONTEXT]
+    parts = context.parts
+    dispatcher = parts.dispatcher
+    now = dispatcher.clock()
+    try:
+        database = "ok" if await parts.store.ping() else "error"
+    except Exception as err:  # any failure here means unhealthy, with the reason shown
+        database = f"error: {type(err).__name__}"
+    running = context.scheduler_running()
+    age = (now - dispatcher.last_tick).total_seconds() if dispatcher.last_tick else None
+    stale = timedelta(seconds=3 * parts.config.dispatch.interval_seconds + 60).total_seconds()
+    relay = f"halted: {dispatcher.halted}" if dispatcher.halted else "ok"
+    healthy = database == "ok" and running and age is not None and age <= stale and relay == "ok"
+    body = {
+        "status": "ok" if healthy else "unhealthy",
+        "database": database,
+        "scheduler": "running" if running else "stopped",
+        "last_tick_age_seconds": None if age is None else round(age, 1),
+        "relay": relay,
+        "lessons": "ok"
+        if parts.library.error is None
+        else "last edit invalid; sending the previous version",
+    }
+    return web.json_response(body, status=200 if healthy else 503, dumps=json.dumps)
+
+
+class _DispatchCollector(Collector):
+    def __init__(self, totals: dict[str, int], ticks: int, seconds: float) -> None:
+        self.totals = totals
+        self.ticks = ticks
+        self.seconds = seconds
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        sent = CounterMetricFamily(
+            "drg_messages", "Messages handled by dispatch, by result", labels=["result"]
+        )
+        for result, count in sorted(self.totals.items()):
+            sent.add_metric([result], count)
+        yield sent
+        ticks = CounterMetricFamily("drg_ticks", "Dispatch passes run")
+        ticks.add_metric([], self.ticks)
+        yield ticks
+        duration = CounterMetricFamily("drg_tick_duration_seconds", "Time spent in dispatch passes")
+        duration.add_metric([], self.seconds)
+        yield duration
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text format: messages by result, tick duration, backlog, subscribers."""
+    parts = request.app[CONTEXT].parts
+    dispatcher = parts.dispatcher
+    now = dispatcher.clock()
+    report = await parts.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
+    registry = CollectorRegistry()
+    registry.register(
+        _DispatchCollector(dict(dispatcher.totals), dispatcher.tick_count, dispatcher.tick_seconds)
+    )
+    last = Gauge("drg_last_tick_duration_seconds", "Duration of the last pass", registry=registry)
+    last.set(dispatcher.last_tick_seconds)
+    backlog = Gauge("drg_due_backlog", "Active subscribers due now", registry=registry)
+    backlog.set(report["due_now"])
+    by_status = Gauge("drg_subscribers", "Subscribers by status", ["status"], registry=registry)
+    for status, count in report["by_status"].items():
+        by_status.labels(status).set(count)
+    return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")

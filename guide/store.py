@@ -336,7 +336,14 @@ class Store:
                     email=None,
                     name="",
                     status="erased",
+                    # Timezone and send time hint at where and how someone lives: gone too.
+                    timezone="UTC",
+                    send_time="00:00",
+                    discreet=False,
                     next_due_at=None,
+                    last_sent_at=None,
+                    first_failure_at=None,
+                    confirmed_at=None,
                     lease_owner=None,
                     lease_until=None,
                     last_error=None,
@@ -676,6 +683,7 @@ def _create_private(path: Path) -> None:
     # The database holds addresses of people at risk: only the service user may read it.
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)  # also tighten a file an older version or a person created
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

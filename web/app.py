@@ -98,18 +98,20 @@ class WebContext:
 
 
 CONTEXT = web.AppKey("context", WebContext)
+CSRF = web.RequestKey("csrf", str)
+CSRF_NEW = web.RequestKey("csrf_new", bool)
 
 
 def csrf_token(request: web.Request) -> str:
     """This browser's CSRF token (double-submit cookie), made on first use."""
-    token = request.get("csrf")
+    token = request.get(CSRF)
     if token is None:
         token = request.cookies.get(CSRF_COOKIE, "")
         if len(token) != 43:
             token = secrets.token_urlsafe(32)
-            request["csrf_new"] = True
-        request["csrf"] = token
-    return str(token)
+            request[CSRF_NEW] = True
+        request[CSRF] = token
+    return token
 
 
 async def check_csrf(request: web.Request) -> bool:
@@ -133,11 +135,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers["Permissions-Policy"] = "interest-cohort=(), browsing-topics=()"
     if not request.path.startswith("/static/"):
         headers["Cache-Control"] = "no-store"
-    if request.get("csrf_new"):
+    if request.get(CSRF_NEW):
         secure = request.app[CONTEXT].parts.config.web.public_url.startswith("https://")
         response.set_cookie(
             CSRF_COOKIE,
-            request["csrf"],
+            request[CSRF],
             httponly=True,
             samesite="Strict",
             secure=secure,

@@ -1,0 +1,144 @@
+"""A real browser (Debian's headless Chromium via Playwright) through the subscriber journey."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright
+
+from delivery.transports import MemoryTransport
+from scheduler.service import Parts
+from tests.harness import Clock, config_for, make_parts
+from web import pages
+from web.app import WebContext, create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# As the platform notes say: without these, Chromium tries to reach Google's hosts.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM.exists(), "Debian's chromium is required (.ci/run installs it)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def shoot(page: Page, name: str) -> None:
+    """Screenshots at phone and desktop widths, kept as test artifacts."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (375, 1280):
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    await page.set_viewport_size({"width": 375, "height": 900})
+
+
+async def status_of(parts: Parts, address: str) -> str:
+    sub = await parts.store.find(address)
+    assert sub is not None
+    return sub.status
+
+
+async def test_subscribe_confirm_pause_resume_unsubscribe(tmp_path: Path, browser: Browser) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = config_for(tmp_path)
+    config = dataclasses.replace(
+        config,
+        web=dataclasses.replace(config.web, public_url=base, quick_exit_url=f"{base}/healthz"),
+    )
+    transport = MemoryTransport()
+    parts = await make_parts(config, Clock(datetime(2026, 11, 25, 7, 0, tzinfo=UTC)), transport)
+    await parts.dispatcher.tick()  # so /healthz (the quick-exit target here) answers 200
+    runner = web.AppRunner(create_app(WebContext(parts)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 900}, timezone_id="Europe/Berlin"
+    )
+    page = await context.new_page()
+    try:
+        await page.goto(f"{base}/subscribe")
+        assert await page.get_attribute("html", "lang") == "en"
+        # The browser's own timezone was filled in by the page's script.
+        assert await page.input_value("#timezone") == "Europe/Berlin"
+        await shoot(page, "subscribe")
+        await page.get_by_label("Email address").fill("reader@example.org")
+        await page.get_by_label("First name").fill("Sam")
+        await page.get_by_label("Time of day to receive it").fill("07:30")
+        await page.get_by_label(re.compile("Discreet mode")).check()
+        # Keyboard-usable: the submit button is reachable and works with Enter.
+        await page.get_by_role("button", name="Subscribe").focus()
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Check your inbox").wait_for()
+        await shoot(page, "check-inbox")
+        for task in list(pages._background):
+            await task
+        assert await status_of(parts, "reader@example.org") == "pending"
+
+        assert len(transport.outbox) == 1
+        mail = BytesParser(policy=policy.default).parsebytes(transport.outbox[0].data)
+        assert "Daily Notes" in str(mail["From"])  # discreet, as chosen
+        text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        match = re.search(rf"{re.escape(base)}/confirm/\S+", text)
+        assert match, text
+        await page.goto(match.group(0))
+        await page.get_by_role("heading", name="You're subscribed").wait_for()
+        assert await status_of(parts, "reader@example.org") == "active"
+        await shoot(page, "confirmed")
+
+        await page.get_by_role("link", name="Manage my emails").click()
+        await page.get_by_role("heading", name="Your emails").wait_for()
+        await shoot(page, "manage")
+        await page.get_by_role("button", name="Pause my emails").click()
+        await page.get_by_text("Your emails are paused").wait_for()
+        assert await status_of(parts, "reader@example.org") == "paused"
+        await shoot(page, "paused")
+        await page.get_by_role("button", name="Resume my emails").click()
+        await page.get_by_text("Your emails will start again").wait_for()
+        assert await status_of(parts, "reader@example.org") == "active"
+
+        await page.get_by_role("button", name="Leave").click()
+        await page.get_by_role("heading", name="You are unsubscribed").wait_for()
+        assert await status_of(parts, "reader@example.org") == "unsubscribed"
+        await shoot(page, "unsubscribed")
+
+        # Quick exit replaces this page in the history: Back does not return to it.
+        await page.goto(f"{base}/subscribe")
+        await page.goto(f"{base}/subscribe?again=1")
+        await page.get_by_role("link", name=re.compile("Quick exit")).click()
+        await page.wait_for_url(f"{base}/healthz")
+        await page.go_back()
+        assert page.url == f"{base}/subscribe"
+    finally:
+        await context.close()
+        await runner.cleanup()
+        await parts.close()

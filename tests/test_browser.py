@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -43,7 +44,7 @@ def free_port() -> int:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is required (.ci/run installs it)"
+    assert os.path.exists(CHROMIUM), "Debian's chromium is required (.ci/run installs it)"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:

@@ -42,9 +42,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def require_chromium() -> None:
+    """Fail, never skip: CI installs Debian's chromium, and a browser test must run."""
+    assert os.path.exists(CHROMIUM), "Debian's chromium is required (.ci/run installs it)"
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert os.path.exists(CHROMIUM), "Debian's chromium is required (.ci/run installs it)"
+    require_chromium()
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:

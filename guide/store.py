@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from guide.schema import deliveries, events, subscribers
 
@@ -271,15 +271,7 @@ class Store:
     ) -> Subscriber | None:
         """Update fields (and the status, with an audit event) of one subscriber."""
         async with self.engine.begin() as conn:
-            current = (
-                (
-                    await conn.execute(
-                        select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
-                    )
-                )
-                .scalars()
-                .first()
-            )
+            current = await _status_of(conn, subscriber_id)
             if current is None:
                 return None
             if status is not None:
@@ -313,15 +305,7 @@ class Store:
     async def erase(self, subscriber_id: int, *, now: datetime, actor: str) -> bool:
         """GDPR erasure: drop personal data and history, keep the hash that blocks re-sending."""
         async with self.engine.begin() as conn:
-            current = (
-                (
-                    await conn.execute(
-                        select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
-                    )
-                )
-                .scalars()
-                .first()
-            )
+            current = await _status_of(conn, subscriber_id)
             if current is None:
                 # Nothing to erase; inserting the audit event would break its foreign key.
                 return False
@@ -669,6 +653,13 @@ class Store:
             },
             "oldest_overdue": oldest,
         }
+
+
+async def _status_of(conn: AsyncConnection, subscriber_id: int) -> str | None:
+    """The current status of one subscriber, inside the caller's transaction."""
+    query = select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
+    status = (await conn.execute(query)).scalars().first()
+    return None if status is None else str(status)
 
 
 def _insert_ignore(dialect: str) -> Any:

@@ -92,17 +92,7 @@ async def resume(
         and choose_next([x.id for x in sequence.lessons], recorded) is None
     ):
         raise LifecycleError("every lesson has been sent; use restart to begin again")
-    return await _set(
-        store,
-        subscriber,
-        now=now,
-        actor=actor,
-        status="active",
-        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
-        attempts=0,
-        first_failure_at=None,
-        last_error=None,
-    )
+    return await _reactivate(store, subscriber, sequences, now=now, actor=actor)
 
 
 async def restart(
@@ -116,19 +106,15 @@ async def restart(
     """Begin the sequence again from day 1 (earlier deliveries stay in the history)."""
     if subscriber.status in ("unsubscribed", "erased", "pending"):
         raise LifecycleError(f"cannot restart a subscriber who is {subscriber.status}")
-    return await _set(
+    return await _reactivate(
         store,
         subscriber,
+        sequences,
         now=now,
         actor=actor,
-        status="active",
         reason="restarted",
         generation=subscriber.generation + 1,
         repeats=0,
-        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
-        attempts=0,
-        first_failure_at=None,
-        last_error=None,
     )
 
 
@@ -249,6 +235,30 @@ async def export_data(store: Store, subscriber: Subscriber) -> dict[str, Any]:
         "deliveries": [plain(r) for r in sent],
         "events": [plain(r) for r in audit],
     }
+
+
+async def _reactivate(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    *,
+    now: datetime,
+    actor: str,
+    **values: Any,
+) -> Subscriber:
+    """Active again from the next send time, with any failure history cleared."""
+    return await _set(
+        store,
+        subscriber,
+        now=now,
+        actor=actor,
+        status="active",
+        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
+        attempts=0,
+        first_failure_at=None,
+        last_error=None,
+        **values,
+    )
 
 
 async def _set(

@@ -237,17 +237,19 @@ async def _prepare_pending(context: WebContext, new: NewSubscriber) -> Subscribe
     now = parts.dispatcher.clock()
     sub, created = await life.add(parts.store, new, now=now, actor="web", status="pending")
     if created or sub.status == "pending":
-        if not created:  # a second sign-up: keep the latest choices
-            sub = await life.reschedule(
-                parts.store,
-                sub,
-                {},
+        if not created:
+            # A second sign-up: keep the latest choices, and restart the pending period, or the
+            # purge could delete the row while the link just sent is still valid.
+            return await parts.store.change(
+                sub.id,
                 now=now,
                 actor="web",
+                reason="signed up again",
                 timezone=new.timezone,
                 send_time=new.send_time,
                 discreet=new.discreet,
                 name=new.name,
+                created_at=now,
             )
         return sub
     if sub.status in ("active", "paused"):
@@ -504,7 +506,8 @@ async def lesson(request: web.Request) -> web.StreamResponse:
         message_id="",
         unsubscribe_url=parts.signer.url("unsubscribe", "unsubscribe", sub.id, now),
         manage_url=parts.signer.url("manage", "manage", sub.id, now),
-        online_url=str(request.url),
+        # The public URL, as in the email: behind a proxy request.url is the internal one.
+        online_url=f"{parts.config.web.public_url}/lesson/{request.match_info['token']}",
     )
     page, _ = parts.factory.readable(
         prepared, Recipient(sub.email or "", sub.name, sub.discreet), personal

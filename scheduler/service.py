@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -80,13 +81,14 @@ async def build(
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
-    """Run the scheduler (and, once present, the web pages) until SIGTERM or SIGINT."""
+    """Run the web pages and the scheduler in one loop until SIGTERM or SIGINT."""
     parts = await build(config)
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     scheduler = AsyncIOScheduler(timezone=UTC)
+    # Listen first: if the port is taken, exit before any pass has started.
+    runner = await _start_web(config, parts, scheduler) if config.web.enabled else None
+    if runner is False:
+        await parts.close()
+        return 1
 
     async def tick() -> None:
         try:
@@ -94,6 +96,13 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         except Exception:
             # The service stays up: a failed pass is logged and the next one tries again.
             log.exception("dispatch pass failed")
+
+    async def purge() -> None:
+        # Unconfirmed sign-ups carry no consent: delete them after web.pending_days.
+        cutoff = system_clock() - timedelta(days=config.web.pending_days)
+        removed = await parts.store.purge_pending(cutoff)
+        if removed:
+            log.info("deleted %d sign-ups that were never confirmed", removed)
 
     scheduler.add_job(
         tick,
@@ -104,40 +113,12 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         next_run_time=datetime.now(UTC),
         id="dispatch",
     )
-
-    async def purge() -> None:
-        # Unconfirmed sign-ups carry no consent: delete them after web.pending_days.
-        cutoff = system_clock() - timedelta(days=config.web.pending_days)
-        removed = await parts.store.purge_pending(cutoff)
-        if removed:
-            log.info("deleted %d sign-ups that were never confirmed", removed)
-
     scheduler.add_job(purge, "interval", hours=1, coalesce=True, max_instances=1, id="purge")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     scheduler.start()
-    runner = None
-    if config.web.enabled:
-        from aiohttp import web
-
-        from web.app import WebContext, create_app
-
-        app = create_app(WebContext(parts, scheduler_running=lambda: scheduler.running))
-        runner = web.AppRunner(app, access_log=None)  # no access log: it would record tokens
-        await runner.setup()
-        site = web.TCPSite(runner, config.web.host, config.web.port)
-        try:
-            await site.start()
-        except OSError as err:
-            await runner.cleanup()
-            scheduler.shutdown(wait=False)
-            await parts.close()
-            log.error(
-                "cannot listen on %s:%d: %s (web.host, web.port)",
-                config.web.host,
-                config.web.port,
-                err,
-            )
-            return 1
-        log.info("subscriber pages on http://%s:%d/subscribe", config.web.host, config.web.port)
     log.info(
         "serving: transport %s, %d lesson sequence(s), a pass every %ds",
         parts.transport.name,
@@ -150,7 +131,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         log.info("stopping: no new claims; waiting for in-flight sends")
         scheduler.shutdown(wait=False)
         parts.dispatcher.stop()
-        if runner is not None:
+        if runner:
             await runner.cleanup()
         try:
             await asyncio.wait_for(
@@ -163,3 +144,27 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+async def _start_web(config: Config, parts: Parts, scheduler: AsyncIOScheduler) -> Any:
+    """The running web.AppRunner, or False when the address cannot be bound."""
+    from aiohttp import web
+
+    from web.app import WebContext, create_app
+
+    app = create_app(WebContext(parts, scheduler_running=lambda: bool(scheduler.running)))
+    runner = web.AppRunner(app, access_log=None)  # no access log: it would record tokens
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.web.host, config.web.port).start()
+    except OSError as err:
+        await runner.cleanup()
+        log.error(
+            "cannot listen on %s:%d: %s (check web.host and web.port)",
+            config.web.host,
+            config.web.port,
+            err.strerror or err,
+        )
+        return False
+    log.info("subscriber pages on http://%s:%d/subscribe", config.web.host, config.web.port)
+    return runner

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import sys
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.harness import LESSONS, REPO
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def wait_for_line(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> None:
@@ -30,7 +38,10 @@ async def wait_for_line(stream: asyncio.StreamReader, needle: str, seen: list[st
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(f"state_dir: {tmp_path / 'state'}\nlessons:\n  dir: {LESSONS}\n")
+    port = free_port()
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nlessons:\n  dir: {LESSONS}\nweb:\n  port: {port}\n"
+    )
     env = {**os.environ, "DRG_LINK_SECRET": "serve-test"}
     run = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
     add = await asyncio.create_subprocess_exec(
@@ -55,6 +66,13 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
     seen: list[str] = []
     try:
         await asyncio.wait_for(wait_for_line(serve.stderr, "sent 1", seen), 60)
+        # The subscriber pages are served by the same process, in the same loop.
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/subscribe") as page:
+                assert page.status == 200
+                assert 'name="email"' in await page.text()
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                assert (await health.json())["scheduler"] == "running"
     finally:
         serve.send_signal(signum)
     await asyncio.wait_for(wait_for_line(serve.stderr, "stopped", seen), 60)

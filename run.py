@@ -73,7 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scheduler.logs import setup_logging
 
     setup_logging(config.log_level)
-    return run_command(args, config)
+    try:
+        return run_command(args, config)
+    except BrokenPipeError:
+        # `run.py lessons list | head`: the reader left; that is not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as err:
+        # A folder that cannot be created or written (state_dir, --out, --output).
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1
 
 
 def run_command(args: argparse.Namespace, config: Config) -> int:

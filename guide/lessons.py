@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from guide.errors import LessonError, Problem
-from guide.render import BODY_VARIABLES, check_body
+from guide.render import check_body
 from guide.yamlsrc import Mapping, SourceList, YAMLSyntaxError, load_yaml
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -389,6 +389,3 @@ def load_library(root: Path) -> dict[str, Sequence]:
     if problems:
         raise LessonError(problems)
     return sequences
-
-
-__all__ = ["BODY_VARIABLES", "Lesson", "Phase", "Sequence", "check_library", "load_library"]

@@ -6,7 +6,7 @@ import asyncio
 import sys
 import webbrowser
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import make_msgid
 from pathlib import Path
 from typing import TextIO
@@ -176,13 +176,3 @@ def send_test(
         return 1
     print(f"day {day} ({sample.lesson.id}) to {to} via {config.transport}: {result}", file=out)
     return 0 if result.startswith("delivered") else 1
-
-
-__all__ = [
-    "lessons_check",
-    "lessons_list",
-    "lessons_preview",
-    "pick_sequence",
-    "send_test",
-    "timedelta",
-]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import io
 import json
 import sys
 from dataclasses import dataclass
@@ -316,6 +315,3 @@ class _Progress:
     def done(self) -> None:
         if self.tty:
             self.out.write("\n")
-
-
-__all__ = ["add_subscriber_commands", "io", "run_subscriber_command"]

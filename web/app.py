@@ -125,7 +125,17 @@ async def check_csrf(request: web.Request) -> bool:
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Headers every response carries; the CSRF cookie when a page made a new token."""
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # redirects and aiohttp's own errors need them too
+        _protect(request, exc)
+        raise
+    _protect(request, response)
+    return response
+
+
+def _protect(request: web.Request, response: web.StreamResponse) -> None:
+    """Add the security headers (and a new CSRF cookie) to `response`."""
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers["X-Content-Type-Options"] = "nosniff"
@@ -145,7 +155,6 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
             secure=secure,
             path="/",
         )
-    return response
 
 
 def create_app(context: WebContext) -> web.Application:

@@ -73,7 +73,7 @@ async def _subscriber(
         )
     except TokenError as err:
         raise LinkProblem(err.expired) from err
-    sid = payload[0] if isinstance(payload, list) else payload
+    sid = payload[0] if isinstance(payload, list) and payload else payload
     sub = await parts.store.get(sid) if isinstance(sid, int) else None
     if sub is None:
         raise LinkProblem(expired=True)  # the same answer as expiry: reveal nothing

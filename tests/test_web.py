@@ -356,6 +356,10 @@ async def test_front_page_redirects_to_the_form(site: Site) -> None:
     resp = await site.client.get("/", allow_redirects=False)
     assert resp.status == 302
     assert resp.headers["Location"] == "/subscribe"
+    # Redirects raised as exceptions still carry the security headers.
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Cache-Control"] == "no-store"
 
 
 # -- signing up -------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ class DispatchConfig:
     retry_lifetime: timedelta = timedelta(days=5)
     shutdown_grace_seconds: float = 30.0
     closing_email: bool = True
+    sender_process: bool = True
 
 
 @dataclass(frozen=True)
@@ -495,6 +496,9 @@ def _build(
         ),
         closing_email=dispatch_section.get(
             "closing_email", dd.closing_email, _boolean, "must be true or false"
+        ),
+        sender_process=dispatch_section.get(
+            "sender_process", dd.sender_process, _boolean, "must be true or false"
         ),
     )
     dispatch_section.finish()

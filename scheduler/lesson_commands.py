@@ -163,11 +163,14 @@ def send_test(
 
     async def deliver() -> str:
         transport = make_transport(config)
-        connection = await transport.connect()
         try:
-            return str(await connection.send(envelope))
+            connection = await transport.connect()
+            try:
+                return str(await connection.send(envelope))
+            finally:
+                await connection.close()
         finally:
-            await connection.close()
+            await transport.close()
 
     try:
         result = asyncio.run(deliver())

@@ -52,6 +52,7 @@ class Parts:
     async def close(self) -> None:
         """Release this node's leases and close the database."""
         await self.store.release(self.dispatcher.node)
+        await self.transport.close()
         await self.store.close()
 
 

@@ -12,6 +12,10 @@ from guide.config import Config
 def make_transport(config: Config) -> Transport:
     """The transport the configuration names."""
     if config.transport == "smtp":
+        if config.dispatch.sender_process:
+            from delivery.transports.process import ProcessTransport
+
+            return ProcessTransport(config)
         return SMTPTransport(config.smtp)
     if config.transport == "memory":
         return MemoryTransport()

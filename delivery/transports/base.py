@@ -94,3 +94,6 @@ class Transport(Protocol):
 
     async def connect(self) -> Connection:
         """A new connection (opened lazily on first send where that makes sense)."""
+
+    async def close(self) -> None:
+        """Release whatever the transport holds beyond its connections; never raises."""

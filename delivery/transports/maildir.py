@@ -31,6 +31,9 @@ class MaildirTransport:
         self.ensure()
         return MaildirConnection(self)
 
+    async def close(self) -> None:
+        """Nothing is held between connections."""
+
     def unique_name(self) -> str:
         """time.pid_counter.host.eml: unique across processes and machines sharing the folder."""
         host = socket.gethostname().replace("/", "_").replace(":", "_")

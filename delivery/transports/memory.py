@@ -20,6 +20,9 @@ class MemoryTransport:
         """A connection writing into this transport's outbox."""
         return MemoryConnection(self)
 
+    async def close(self) -> None:
+        """Nothing is held between connections."""
+
 
 @dataclass
 class MemoryConnection:

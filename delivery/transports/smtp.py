@@ -36,6 +36,9 @@ class SMTPTransport:
         """A connection that opens on first send."""
         return SMTPConnection(self.config)
 
+    async def close(self) -> None:
+        """Nothing is held between connections."""
+
     def client(self) -> aiosmtplib.SMTP:
         """A configured, unconnected aiosmtplib client."""
         c = self.config

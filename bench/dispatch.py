@@ -127,6 +127,21 @@ async def seed(state: Path, count: int) -> None:
     await store.close()
 
 
+def sender_peak_rss_mb(transport: Any) -> float:
+    """Peak RSS of the sender child (dispatch.sender_process), read while it still runs.
+
+    Not RUSAGE_CHILDREN: that counts the moment between fork and exec, when the child still
+    maps all of the parent's memory.
+    """
+    process = getattr(transport, "_process", None)
+    if process is None:
+        return 0.0
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def phase_service(state: Path, port: int, connections: int) -> dict[str, Any]:
     from scheduler.service import build
 
@@ -134,13 +149,13 @@ async def phase_service(state: Path, port: int, connections: int) -> dict[str, A
     started = time.perf_counter()
     report = await parts.dispatcher.tick(NOW)
     elapsed = time.perf_counter() - started
+    sender_rss = sender_peak_rss_mb(parts.transport)
     await parts.close()
     return {
         "sent": report.results["sent"],
         "seconds": elapsed,
         "rss_mb": peak_rss_mb(),
-        # The sender process (dispatch.sender_process) has exited by now; its peak counts too.
-        "sender_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "sender_rss_mb": sender_rss,
         "report": str(report),
     }
 

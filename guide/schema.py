@@ -65,6 +65,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
+
+def _subscriber_ref() -> Column[int]:
+    """The column tying a delivery or an audit event to its subscriber."""
+    return Column(
+        "subscriber_id", ID, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    )
+
+
 subscribers = Table(
     "subscribers",
     metadata,
@@ -99,12 +107,7 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column(
-        "subscriber_id",
-        ID,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _subscriber_ref(),
     Column("generation", Integer, nullable=False),
     Column("lesson_id", String(100), nullable=False),
     Column("kind", String(8), nullable=False),  # sent | skipped
@@ -117,12 +120,7 @@ events = Table(
     "events",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column(
-        "subscriber_id",
-        ID,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _subscriber_ref(),
     Column("at", UTCDateTime, nullable=False),
     Column("old_status", String(16), nullable=True),
     Column("new_status", String(16), nullable=True),

@@ -382,7 +382,10 @@ async def test_sign_up_creates_a_pending_subscriber_and_sends_one_opt_in(site: S
 
     assert [e.recipient for e in site.transport.outbox] == ["ana@example.org"]
     message = parse(site.transport.outbox[0].data)
-    assert message["From"].addresses[0].display_name == site.parts.config.sender.name
+    # The one email before consent is always discreet: the form's author may not own the inbox.
+    assert message["From"].addresses[0].display_name == site.parts.config.sender.discreet_name
+    assert "No Contact" not in str(message["Subject"])
+    assert "No Contact" not in part_text(message, "plain")
     path = link_path(part_text(message, "plain"), "confirm")
     assert path == link_path(part_text(message, "html"), "confirm")
     token = path.removeprefix("/confirm/")
@@ -895,6 +898,20 @@ async def test_erase_needs_csrf_and_confirmation(site: Site) -> None:
     erased = await site.get_subscriber(sub.id)
     assert (erased.email, erased.name, erased.status) == (None, "", "erased")
     assert (await site.parts.store.progress([sub.id]))[sub.id] == []
+
+
+async def test_no_email_ever_again_after_erasure_or_a_bounce(site: Site) -> None:
+    erased = await site.add("gone@example.org")
+    await site.parts.store.erase(erased.id, now=site.clock(), actor="test")
+    await site.add("bounced@example.org", status="bounced")
+    answers = []
+    for address in ("gone@example.org", "bounced@example.org"):
+        status, body = await site.sign_up(address)
+        answers.append((status, CSRF_FIELD.sub("", body)))
+    # The same answer as for anyone, and nothing sent: erasure promised never to email again.
+    assert answers[0] == answers[1] and answers[0][0] == 200
+    assert site.transport.outbox == []
+    assert (await site.get_subscriber(erased.id)).status == "erased"
 
 
 async def test_erase_link_expires(site: Site) -> None:

@@ -252,7 +252,9 @@ async def _prepare_pending(context: WebContext, new: NewSubscriber) -> Subscribe
                 created_at=now,
             )
         return sub
-    if sub.status in ("active", "paused"):
+    # Already receiving: nothing to send. Erased: we promised never to email it again.
+    # Bounced: the address does not exist.
+    if sub.status in ("active", "paused", "erased", "bounced"):
         return None
     # Coming back after leaving, finishing or an erasure: start afresh once they confirm.
     refreshed = await parts.store.change(
@@ -288,7 +290,9 @@ async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:
             unsubscribe_url=parts.signer.url("unsubscribe", "unsubscribe", sub.id, now),
             action_url=parts.signer.url("confirm", "confirm", sub.id, now),
         )
-        recipient = Recipient(sub.email or "", sub.name, sub.discreet)
+        # Always the discreet variant: whoever filled in the form may not be the person who
+        # reads this inbox, so the one email sent before consent names nothing.
+        recipient = Recipient(sub.email or "", sub.name, discreet=True)
         data = parts.factory.build(prepared, recipient, personal, now)
         connection = await parts.transport.connect()
         try:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable
 from collections.abc import Mapping as AbstractMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
+from guide.config_reader import (
+    Section,
+    as_boolean,
+    as_string,
+    choice,
+    email_address,
+    http_url,
+    int_range,
+    number_range,
+    plain_text,
+    read_secret,
+)
 from guide.errors import ConfigError
 from guide.yamlsrc import Mapping, SourceList, YAMLSyntaxError, load_yaml
-
-T = TypeVar("T")
 
 TRANSPORTS = ("maildir", "smtp", "memory")
 SMTP_SECURITY = ("starttls", "tls", "none", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -160,149 +166,6 @@ class Config:
         return self.state_dir / "guide.sqlite3"
 
 
-class _Section:
-    """Typed access to one mapping of the YAML, reporting errors by key path."""
-
-    def __init__(self, data: Any, path: str, source: str, line: int = 1) -> None:
-        if data is None:
-            data = Mapping()
-        if not isinstance(data, dict):
-            raise ConfigError(
-                path or "(top level)", "must be a mapping of keys", source=f"{source}:{line}"
-            )
-        self.data: dict[str, Any] = data
-        self.path = path
-        self.source = source
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def where(self, name: str) -> str:
-        return f"{self.source}:{self._line(name)}"
-
-    def error(self, name: str, message: str) -> ConfigError:
-        return ConfigError(self.key(name), message, source=self.where(name))
-
-    def get(self, name: str, default: T, check: Callable[[Any], T], expected: str) -> T:
-        self.used.add(name)
-        if name not in self.data or self.data[name] is None:
-            return default
-        try:
-            return check(self.data[name])
-        except (TypeError, ValueError) as err:
-            raise self.error(name, expected) from err
-
-    def section(self, name: str) -> _Section:
-        self.used.add(name)
-        return _Section(self.data.get(name), self.key(name), self.source, self._line(name))
-
-    def _line(self, name: str) -> int:
-        return self.data.line_of(name) if isinstance(self.data, Mapping) else 1
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (misspelt? see the comments in config.yaml)")
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(value)
-        return value
-
-    return check
-
-
-def _number_range(low: float, high: float) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(value)
-        if not low <= value <= high:
-            raise ValueError(value)
-        return float(value)
-
-    return check
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(value)
-    return value
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(value)
-        return str(value)
-
-    return check
-
-
-def _address(value: Any) -> str:
-    if value == "":
-        return ""
-    if not isinstance(value, str) or not _ADDRESS.match(value):
-        raise ValueError(value)
-    return value
-
-
-def _http_url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    # urlsplit quietly drops tabs and line breaks, so check for them before it does.
-    if any(ord(ch) <= 32 or ch == "\x7f" for ch in value):
-        raise ValueError(value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(value)
-    return value.rstrip("/")
-
-
-def _plain_text(value: Any) -> str:
-    # Footer and sender text ends up in headers or emails: one line, no control characters.
-    text = _string(value)
-    if any(ord(ch) < 32 or ch in "\u2028\u2029\x85\x7f" for ch in text):
-        raise ValueError(value)
-    return text
-
-
-def read_secret(
-    name: str,
-    *,
-    env: AbstractMapping[str, str],
-    file_value: str,
-    file_key: str,
-    base: Path,
-    source: str,
-) -> str:
-    """A secret from $DRG_<NAME>, a `*_file` key, or systemd's $CREDENTIALS_DIRECTORY/<name>."""
-    from_env = env.get(f"DRG_{name.upper()}")
-    if from_env:
-        return from_env
-    candidates: list[tuple[Path, str]] = []
-    if file_value:
-        candidates.append((base / Path(file_value).expanduser(), file_key))
-    elif env.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(env["CREDENTIALS_DIRECTORY"]) / name
-        if credential.exists():
-            candidates.append((credential, "$CREDENTIALS_DIRECTORY"))
-    for path, key in candidates:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(key, f"cannot read {path}: {err.strerror}", source=source) from err
-    return ""
-
-
 def load_config(path: Path | None, env: AbstractMapping[str, str] | None = None) -> Config:
     """Read and validate `path`; absent keys get defaults; ConfigError names a bad key."""
     env = os.environ if env is None else env
@@ -322,48 +185,48 @@ def load_config(path: Path | None, env: AbstractMapping[str, str] | None = None)
 def _build(
     data: Any, base: Path, source: str, env: AbstractMapping[str, str], path: Path | None
 ) -> Config:
-    top = _Section(data, "", source)
+    top = Section(data, "", source)
     d = Config()
 
     def relative(value: str) -> Path:
         return base / Path(value).expanduser()
 
-    state_dir = relative(top.get("state_dir", "state", _string, "must be a folder path"))
+    state_dir = relative(top.get("state_dir", "state", as_string, "must be a folder path"))
     database = top.section("database")
-    database_url = database.get("url", "", _string, "must be a SQLAlchemy URL or empty")
-    password_file = database.get("password_file", "", _string, "must be a file path")
+    database_url = database.get("url", "", as_string, "must be a SQLAlchemy URL or empty")
+    password_file = database.get("password_file", "", as_string, "must be a file path")
     if database_url:
         database_url = _database_url(database, database_url, env, password_file, base, source)
     database.finish()
 
     lessons = top.section("lessons")
-    lessons_dir = relative(lessons.get("dir", "lessons", _string, "must be a folder path"))
+    lessons_dir = relative(lessons.get("dir", "lessons", as_string, "must be a folder path"))
     default_sequence = lessons.get(
-        "default_sequence", d.default_sequence, _string, "must be a sequence id"
+        "default_sequence", d.default_sequence, as_string, "must be a sequence id"
     )
     lessons.finish()
 
     transport = top.get(
-        "transport", d.transport, _choice(TRANSPORTS), f"must be one of {', '.join(TRANSPORTS)}"
+        "transport", d.transport, choice(TRANSPORTS), f"must be one of {', '.join(TRANSPORTS)}"
     )
     maildir = top.section("maildir")
-    maildir_value = maildir.get("path", "", _string, "must be a folder path")
+    maildir_value = maildir.get("path", "", as_string, "must be a folder path")
     maildir.finish()
     maildir_path = relative(maildir_value) if maildir_value else state_dir / "outbox"
 
     smtp_section = top.section("smtp")
     s = SMTPConfig()
-    username = smtp_section.get("username", "", _string, "must be a string")
-    password_file = smtp_section.get("password_file", "", _string, "must be a file path")
+    username = smtp_section.get("username", "", as_string, "must be a string")
+    password_file = smtp_section.get("password_file", "", as_string, "must be a file path")
     smtp = SMTPConfig(
-        host=smtp_section.get("host", s.host, _string, "must be a host name"),
+        host=smtp_section.get("host", s.host, as_string, "must be a host name"),
         port=smtp_section.get(
-            "port", s.port, _int_range(1, 65535), "must be an integer from 1 to 65535"
+            "port", s.port, int_range(1, 65535), "must be an integer from 1 to 65535"
         ),
         security=smtp_section.get(
             "security",
             s.security,
-            _choice(SMTP_SECURITY),
+            choice(SMTP_SECURITY),
             f"must be one of {', '.join(SMTP_SECURITY)}",
         ),
         username=username,
@@ -376,13 +239,13 @@ def _build(
             source=smtp_section.where("password_file"),
         ),
         timeout=smtp_section.get(
-            "timeout", s.timeout, _number_range(1, 600), "must be seconds from 1 to 600"
+            "timeout", s.timeout, number_range(1, 600), "must be seconds from 1 to 600"
         ),
         verify_certificates=smtp_section.get(
-            "verify_certificates", True, _boolean, "must be true or false"
+            "verify_certificates", True, as_boolean, "must be true or false"
         ),
-        ca_file=smtp_section.get("ca_file", "", _string, "must be a file path"),
-        local_hostname=smtp_section.get("local_hostname", "", _string, "must be a host name"),
+        ca_file=smtp_section.get("ca_file", "", as_string, "must be a file path"),
+        local_hostname=smtp_section.get("local_hostname", "", as_string, "must be a host name"),
     )
     if "password" in smtp_section.data:
         raise smtp_section.error(
@@ -394,19 +257,21 @@ def _build(
     sender_section = top.section("sender")
     sd = SenderConfig()
     sender = SenderConfig(
-        address=sender_section.get("address", sd.address, _address, "must be an email address")
+        address=sender_section.get("address", sd.address, email_address, "must be an email address")
         or _missing(sender_section, "address"),
-        name=sender_section.get("name", sd.name, _plain_text, "must be one line of text"),
+        name=sender_section.get("name", sd.name, plain_text, "must be one line of text"),
         discreet_name=sender_section.get(
-            "discreet_name", sd.discreet_name, _plain_text, "must be one line of text"
+            "discreet_name", sd.discreet_name, plain_text, "must be one line of text"
         ),
         discreet_subject=sender_section.get(
-            "discreet_subject", sd.discreet_subject, _plain_text, "must be one line of text"
+            "discreet_subject", sd.discreet_subject, plain_text, "must be one line of text"
         ),
-        reply_to=sender_section.get("reply_to", "", _address, "must be an email address"),
+        reply_to=sender_section.get("reply_to", "", email_address, "must be an email address"),
     )
     sender_section.finish()
-    unsubscribe_mailto = top.get("unsubscribe_mailto", "", _address, "must be an email address")
+    unsubscribe_mailto = top.get(
+        "unsubscribe_mailto", "", email_address, "must be an email address"
+    )
 
     footer_section = top.section("footer")
     fd = FooterConfig()
@@ -418,14 +283,14 @@ def _build(
         parsed = []
         for index, item in enumerate(raw):
             line = raw.item_lines[index] if isinstance(raw, SourceList) else 1
-            entry = _Section(item, footer_section.key(f"crisis_resources[{index}]"), source, line)
+            entry = Section(item, footer_section.key(f"crisis_resources[{index}]"), source, line)
             parsed.append(
                 CrisisResource(
-                    name=entry.get("name", "", _plain_text, "must be one line of text")
+                    name=entry.get("name", "", plain_text, "must be one line of text")
                     or _missing(entry, "name"),
-                    contact=entry.get("contact", "", _plain_text, "must be one line of text")
+                    contact=entry.get("contact", "", plain_text, "must be one line of text")
                     or _missing(entry, "contact"),
-                    url=entry.get("url", "", _http_url, "must be an http(s) URL"),
+                    url=entry.get("url", "", http_url, "must be an http(s) URL"),
                 )
             )
             entry.finish()
@@ -433,10 +298,10 @@ def _build(
     footer = FooterConfig(
         crisis_resources=resources,
         emergency=footer_section.get(
-            "emergency", fd.emergency, _plain_text, "must be one line of text"
+            "emergency", fd.emergency, plain_text, "must be one line of text"
         ),
         disclaimer=footer_section.get(
-            "disclaimer", fd.disclaimer, _plain_text, "must be one line of text"
+            "disclaimer", fd.disclaimer, plain_text, "must be one line of text"
         ),
     )
     footer_section.finish()
@@ -447,58 +312,58 @@ def _build(
         interval_seconds=dispatch_section.get(
             "interval_seconds",
             dd.interval_seconds,
-            _int_range(1, 3600),
+            int_range(1, 3600),
             "must be seconds from 1 to 3600",
         ),
         batch_size=dispatch_section.get(
             "batch_size",
             dd.batch_size,
-            _int_range(1, 100_000),
+            int_range(1, 100_000),
             "must be an integer from 1 to 100000",
         ),
         connections=dispatch_section.get(
-            "connections", dd.connections, _int_range(1, 64), "must be an integer from 1 to 64"
+            "connections", dd.connections, int_range(1, 64), "must be an integer from 1 to 64"
         ),
         lease_seconds=dispatch_section.get(
             "lease_seconds",
             dd.lease_seconds,
-            _int_range(30, 86_400),
+            int_range(30, 86_400),
             "must be seconds from 30 to 86400",
         ),
         commit_every=dispatch_section.get(
             "commit_every",
             dd.commit_every,
-            _int_range(1, 10_000),
+            int_range(1, 10_000),
             "must be an integer from 1 to 10000",
         ),
         rate_per_second=dispatch_section.get(
             "rate_per_second",
             dd.rate_per_second,
-            _number_range(0, 100_000),
+            number_range(0, 100_000),
             "must be a number from 0 (no limit) to 100000",
         ),
         rate_per_hour=dispatch_section.get(
             "rate_per_hour",
             dd.rate_per_hour,
-            _int_range(0, 100_000_000),
+            int_range(0, 100_000_000),
             "must be an integer, 0 for no limit",
         ),
         retry_lifetime=timedelta(
             days=dispatch_section.get(
-                "retry_lifetime_days", 5.0, _number_range(0.01, 60), "must be days from 0.01 to 60"
+                "retry_lifetime_days", 5.0, number_range(0.01, 60), "must be days from 0.01 to 60"
             )
         ),
         shutdown_grace_seconds=dispatch_section.get(
             "shutdown_grace_seconds",
             dd.shutdown_grace_seconds,
-            _number_range(0, 600),
+            number_range(0, 600),
             "must be seconds from 0 to 600",
         ),
         closing_email=dispatch_section.get(
-            "closing_email", dd.closing_email, _boolean, "must be true or false"
+            "closing_email", dd.closing_email, as_boolean, "must be true or false"
         ),
         sender_process=dispatch_section.get(
-            "sender_process", dd.sender_process, _boolean, "must be true or false"
+            "sender_process", dd.sender_process, as_boolean, "must be true or false"
         ),
     )
     dispatch_section.finish()
@@ -506,48 +371,48 @@ def _build(
     web_section = top.section("web")
     wd = WebConfig()
     web = WebConfig(
-        host=web_section.get("host", wd.host, _string, "must be an address to listen on"),
+        host=web_section.get("host", wd.host, as_string, "must be an address to listen on"),
         port=web_section.get(
-            "port", wd.port, _int_range(1, 65535), "must be an integer from 1 to 65535"
+            "port", wd.port, int_range(1, 65535), "must be an integer from 1 to 65535"
         ),
         public_url=web_section.get(
-            "public_url", wd.public_url, _http_url, "must be an http(s) URL with no query"
+            "public_url", wd.public_url, http_url, "must be an http(s) URL with no query"
         ),
-        enabled=web_section.get("enabled", True, _boolean, "must be true or false"),
+        enabled=web_section.get("enabled", True, as_boolean, "must be true or false"),
         quick_exit_url=web_section.get(
-            "quick_exit_url", wd.quick_exit_url, _http_url, "must be an http(s) URL"
+            "quick_exit_url", wd.quick_exit_url, http_url, "must be an http(s) URL"
         ),
         pending_days=web_section.get(
-            "pending_days", wd.pending_days, _int_range(1, 90), "must be days from 1 to 90"
+            "pending_days", wd.pending_days, int_range(1, 90), "must be days from 1 to 90"
         ),
         client_limit_per_hour=web_section.get(
             "client_limit_per_hour",
             wd.client_limit_per_hour,
-            _int_range(1, 100_000),
+            int_range(1, 100_000),
             "must be an integer from 1 to 100000",
         ),
         address_limit_per_day=web_section.get(
             "address_limit_per_day",
             wd.address_limit_per_day,
-            _int_range(1, 100),
+            int_range(1, 100),
             "must be an integer from 1 to 100",
         ),
         trust_forwarded_for=web_section.get(
-            "trust_forwarded_for", False, _boolean, "must be true or false"
+            "trust_forwarded_for", False, as_boolean, "must be true or false"
         ),
     )
     web_section.finish()
 
     links = top.section("links")
-    secret_file = links.get("secret_file", "", _string, "must be a file path")
-    link_days = links.get("lifetime_days", 30, _int_range(1, 3650), "must be days from 1 to 3650")
+    secret_file = links.get("secret_file", "", as_string, "must be a file path")
+    link_days = links.get("lifetime_days", 30, int_range(1, 3650), "must be days from 1 to 3650")
     links.finish()
 
     dkim_section = top.section("dkim")
-    key_file = dkim_section.get("private_key_file", "", _string, "must be a file path")
+    key_file = dkim_section.get("private_key_file", "", as_string, "must be a file path")
     dkim = DKIMConfig(
-        selector=dkim_section.get("selector", "", _string, "must be a DNS label"),
-        domain=dkim_section.get("domain", "", _string, "must be a domain"),
+        selector=dkim_section.get("selector", "", as_string, "must be a DNS label"),
+        domain=dkim_section.get("domain", "", as_string, "must be a domain"),
         private_key=read_secret(
             "dkim_private_key",
             env=env,
@@ -565,7 +430,7 @@ def _build(
     dkim_section.finish()
 
     log_level = top.get(
-        "log_level", "INFO", _choice(LOG_LEVELS), f"must be one of {', '.join(LOG_LEVELS)}"
+        "log_level", "INFO", choice(LOG_LEVELS), f"must be one of {', '.join(LOG_LEVELS)}"
     )
     top.finish()
     return Config(
@@ -597,7 +462,7 @@ def _build(
 
 
 def _database_url(
-    section: _Section,
+    section: Section,
     url: str,
     env: AbstractMapping[str, str],
     password_file: str,
@@ -629,5 +494,5 @@ def _database_url(
     return parsed.set(password=password).render_as_string(hide_password=False) if password else url
 
 
-def _missing(section: _Section, name: str) -> str:
+def _missing(section: Section, name: str) -> str:
     raise section.error(name, "is required")

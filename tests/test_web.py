@@ -30,7 +30,7 @@ from scheduler import subscribers as life
 from scheduler.schedule import next_send_time, parse_send_time
 from scheduler.service import Parts
 from tests.harness import Clock, config_for, make_parts
-from web import pages
+from web import account, pages
 from web.app import CSRF_COOKIE, WebContext, create_app
 
 # A Monday in March: Europe/Berlin is UTC+1, New York UTC-5 (its DST starts on the 8th).
@@ -737,7 +737,7 @@ async def test_pause_and_resume(site: Site) -> None:
     paused = await site.get_subscriber(sub.id)
     assert (paused.status, paused.next_due_at) == ("paused", None)
     page = await page_of(await site.client.get(resp.headers["Location"]))
-    assert pages.NOTICES["pause"] in page.texts("p")
+    assert account.NOTICES["pause"] in page.texts("p")
     assert f"/manage/{token}/resume" in page.forms()
 
     again = await site.post(f"/manage/{token}/pause")  # already paused: said plainly
@@ -780,7 +780,7 @@ async def test_settings_change_time_zone_and_discretion(site: Site) -> None:
     )
     assert changed.next_due_at == datetime(2026, 3, 3, 2, 15, tzinfo=UTC)
     page = await page_of(await site.client.get(resp.headers["Location"]))
-    assert pages.NOTICES["settings"] in page.texts("p")
+    assert account.NOTICES["settings"] in page.texts("p")
     assert [a.get("value") for a in page.all("option") if "selected" in a] == ["America/New_York"]
 
     # An unticked box turns discreet mode off again.
@@ -816,7 +816,7 @@ async def test_repeat_sends_the_last_lesson_again(site: Site) -> None:
     assert resp.status == 303
     assert resp.headers["Location"] == f"/manage/{token}?done=repeat"
     page = await page_of(await site.client.get(resp.headers["Location"]))
-    assert pages.NOTICES["repeat"] in page.texts("p")
+    assert account.NOTICES["repeat"] in page.texts("p")
     assert f"Progress: 0 of {len(site.sequence)} lessons received." in page.texts("p")
     again = await site.due_lesson(sub)
     assert again["Subject"] == first["Subject"]

@@ -159,7 +159,7 @@ def _protect(request: web.Request, response: web.StreamResponse) -> None:
 
 def create_app(context: WebContext) -> web.Application:
     """The application with every route."""
-    from web import ops, pages
+    from web import account, ops, pages
 
     app = web.Application(middlewares=[security_headers], client_max_size=MAX_BODY)
     app[CONTEXT] = context
@@ -167,13 +167,13 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_get("/subscribe", pages.subscribe_form)
     app.router.add_post("/subscribe", pages.subscribe)
     app.router.add_get("/confirm/{token}", pages.confirm)
-    app.router.add_get("/manage/{token}", pages.manage)
-    app.router.add_post("/manage/{token}/{action}", pages.manage_action)
-    app.router.add_post("/export/{token}", pages.export)
-    app.router.add_post("/erase/{token}", pages.erase)
-    app.router.add_get("/unsubscribe/{token}", pages.unsubscribe_page)
-    app.router.add_post("/unsubscribe/{token}", pages.unsubscribe)
-    app.router.add_get("/lesson/{token}", pages.lesson)
+    app.router.add_get("/manage/{token}", account.manage)
+    app.router.add_post("/manage/{token}/{action}", account.manage_action)
+    app.router.add_post("/export/{token}", account.export)
+    app.router.add_post("/erase/{token}", account.erase)
+    app.router.add_get("/unsubscribe/{token}", account.unsubscribe_page)
+    app.router.add_post("/unsubscribe/{token}", account.unsubscribe)
+    app.router.add_get("/lesson/{token}", account.lesson)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_static("/static/", STATIC, append_version=False)

@@ -1,9 +1,8 @@
-"""Subscriber pages: subscribe, confirm, manage, one-click unsubscribe, read online."""
+"""Sign-up pages (subscribe, confirm) and what every page shares: link checks, error pages."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime, timedelta
 from email.utils import make_msgid
@@ -24,25 +23,10 @@ from guide.validate import (
     check_timezone,
 )
 from scheduler import subscribers as life
-from scheduler.dispatch import CLOSING_ID
 from web.app import CONTEXT, Handler, WebContext, check_csrf
 
 log = logging.getLogger(__name__)
 
-STATUS_TEXT = {
-    "active": "receiving emails",
-    "paused": "paused: no emails until you resume",
-    "completed": "finished: you have received every lesson",
-    "held": "on hold: your email provider refused our last message",
-    "bounced": "stopped: your email provider says this address does not exist",
-    "undeliverable": "stopped: our emails could not reach you for several days",
-}
-NOTICES = {
-    "pause": "Your emails are paused. Nothing will be sent until you resume.",
-    "resume": "Your emails will start again at your next email time.",
-    "settings": "Your settings are saved.",
-    "repeat": "Your most recent lesson will be sent again at your next email time.",
-}
 # Sends outlive the request that started them; keep references so they are not collected.
 _background: set[asyncio.Task[None]] = set()
 
@@ -54,14 +38,14 @@ class LinkProblem(Exception):
         self.expired = expired
 
 
-def _context(request: web.Request) -> WebContext:
+def context_of(request: web.Request) -> WebContext:
     return request.app[CONTEXT]
 
 
-async def _subscriber(
+async def subscriber_from_link(
     request: web.Request, purpose: str, *, expires: bool = True, lifetime: timedelta | None = None
 ) -> Subscriber:
-    context = _context(request)
+    context = context_of(request)
     parts = context.parts
     try:
         payload = parts.signer.load(
@@ -83,7 +67,7 @@ async def _subscriber(
 @web.middleware
 async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Plain pages for bad links and unknown URLs; nothing useful to an attacker."""
-    context = _context(request)
+    context = context_of(request)
     try:
         return await handler(request)
     except LinkProblem as problem:
@@ -141,7 +125,7 @@ def _form_values(form: Any | None = None) -> dict[str, Any]:
 def _subscribe_page(
     request: web.Request, form: dict[str, Any], errors: dict[str, str], status: int = 200
 ) -> web.Response:
-    context = _context(request)
+    context = context_of(request)
     sequence = context.sequence
     return context.render(
         request,
@@ -164,7 +148,7 @@ async def subscribe_form(request: web.Request) -> web.StreamResponse:
 
 def client_address(request: web.Request) -> str:
     """The client's IP, from the proxy's X-Forwarded-For only when configured to trust it."""
-    if _context(request).parts.config.web.trust_forwarded_for:
+    if context_of(request).parts.config.web.trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded:
             return forwarded.split(",")[-1].strip()
@@ -173,7 +157,7 @@ def client_address(request: web.Request) -> str:
 
 async def subscribe(request: web.Request) -> web.StreamResponse:
     """Sign up: validate, create or refresh a pending subscriber, send the opt-in email."""
-    context = _context(request)
+    context = context_of(request)
     if not await check_csrf(request):
         return context.message(
             request,
@@ -309,17 +293,17 @@ async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:
 
 async def confirm(request: web.Request) -> web.StreamResponse:
     """Double opt-in: activate; the first lesson goes at the next send time."""
-    context = _context(request)
+    context = context_of(request)
     parts = context.parts
     lifetime = timedelta(days=parts.config.web.pending_days)
-    sub = await _subscriber(request, "confirm", lifetime=lifetime)
+    sub = await subscriber_from_link(request, "confirm", lifetime=lifetime)
     now = parts.dispatcher.clock()
     if sub.status == "pending":
         sub = await life.confirm(parts.store, sub, now=now, actor="web")
     elif sub.status not in ("active", "paused"):
         raise LinkProblem(expired=True)
     manage = parts.signer.url("manage", "manage", sub.id, now)
-    first = _local(sub.next_due_at, sub.timezone) if sub.next_due_at else None
+    first = local_time_text(sub.next_due_at, sub.timezone) if sub.next_due_at else None
     return context.message(
         request,
         "You're subscribed",
@@ -330,210 +314,8 @@ async def confirm(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _local(instant: datetime | None, zone: str) -> str:
+def local_time_text(instant: datetime | None, zone: str) -> str:
     if instant is None:
         return ""
     local = instant.astimezone(ZoneInfo(zone))
     return f"on {local:%A %-d %B} at {local:%H:%M} ({zone.replace('_', ' ')} time)"
-
-
-async def manage(request: web.Request) -> web.StreamResponse:
-    """Everything a subscriber can change, on one page."""
-    context = _context(request)
-    parts = context.parts
-    sub = await _subscriber(request, "manage")
-    if sub.status in ("pending", "unsubscribed", "erased"):
-        raise LinkProblem(expired=True)
-    now = parts.dispatcher.clock()
-    recorded = (await parts.store.progress([sub.id]))[sub.id]
-    sent = len([x for x in recorded if x != CLOSING_ID])
-    sequence = parts.library.current().get(sub.sequence_id) or context.sequence
-    token = request.match_info["token"]
-    can_resume = sub.status == "paused" or len(recorded) < len(sequence)
-    return context.render(
-        request,
-        "manage.html",
-        subscriber=sub,
-        status_text=STATUS_TEXT.get(sub.status, sub.status),
-        sent=sent,
-        total_days=len(sequence),
-        next_local=_local(sub.next_due_at, sub.timezone) if sub.status == "active" else "",
-        can_resume=can_resume,
-        base=f"/manage/{token}",
-        export_url="/export/" + parts.signer.token("export", sub.id, now),
-        erase_url="/erase/" + parts.signer.token("erase", sub.id, now),
-        unsubscribe_url="/unsubscribe/" + parts.signer.token("unsubscribe", sub.id, now),
-        notice=NOTICES.get(request.query.get("done", ""), ""),
-        zones=context.zones,
-        discreet_name=parts.config.sender.discreet_name,
-    )
-
-
-async def manage_action(request: web.Request) -> web.StreamResponse:
-    """Pause, resume, settings or repeat; then back to the manage page."""
-    context = _context(request)
-    parts = context.parts
-    action = request.match_info["action"]
-    if action not in NOTICES:
-        raise web.HTTPNotFound()
-    sub = await _subscriber(request, "manage")
-    if not await check_csrf(request):
-        return context.message(
-            request,
-            "Please try again",
-            "This form expired. Go back, reload the page and try again.",
-            status=403,
-        )
-    now = parts.dispatcher.clock()
-    sequences = parts.library.current()
-    try:
-        if action == "pause":
-            await life.pause(parts.store, sub, now=now, actor="web")
-        elif action == "resume":
-            await life.resume(parts.store, sub, sequences, now=now, actor="web")
-        elif action == "repeat":
-            await life.repeat(parts.store, sub, sequences, now=now, actor="web")
-        else:
-            form = await request.post()
-            try:
-                timezone = check_timezone(str(form.get("timezone", "")))
-                send_time = check_send_time(str(form.get("send_time", "")))
-            except ValidationError as err:
-                return context.message(
-                    request,
-                    "Please check your settings",
-                    err.message,
-                    status=400,
-                    link={"url": f"/manage/{request.match_info['token']}", "label": "Back"},
-                )
-            await life.reschedule(
-                parts.store,
-                sub,
-                sequences,
-                now=now,
-                actor="web",
-                timezone=timezone,
-                send_time=send_time,
-                discreet=form.get("discreet") == "yes",
-            )
-    except life.LifecycleError as err:
-        return context.message(
-            request,
-            "That did not change anything",
-            str(err),
-            status=409,
-            link={"url": f"/manage/{request.match_info['token']}", "label": "Back"},
-        )
-    raise web.HTTPSeeOther(f"/manage/{request.match_info['token']}?done={action}")
-
-
-async def export(request: web.Request) -> web.StreamResponse:
-    """Download everything held about this subscriber (GDPR access), as JSON."""
-    context = _context(request)
-    sub = await _subscriber(request, "export")
-    if not await check_csrf(request):
-        return context.message(request, "Please try again", "This form expired.", status=403)
-    data = await life.export_data(context.parts.store, sub)
-    return web.Response(
-        text=json.dumps(data, indent=2, default=str),
-        content_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
-    )
-
-
-async def erase(request: web.Request) -> web.StreamResponse:
-    """Erase personal data and history; keep only the hash that blocks further email."""
-    context = _context(request)
-    sub = await _subscriber(request, "erase")
-    if not await check_csrf(request):
-        return context.message(request, "Please try again", "This form expired.", status=403)
-    form = await request.post()
-    if form.get("confirm") != "yes":
-        return context.message(
-            request,
-            "Nothing was erased",
-            "Tick the box to confirm, then press the button again.",
-            status=400,
-        )
-    await context.parts.store.erase(sub.id, now=context.parts.dispatcher.clock(), actor="web")
-    return context.message(
-        request,
-        "Your data is erased",
-        "Your name, address and history are gone, and you will not receive any more emails.",
-    )
-
-
-async def unsubscribe_page(request: web.Request) -> web.StreamResponse:
-    """GET shows a button and changes nothing: mail scanners follow links."""
-    context = _context(request)
-    sub = await _subscriber(request, "unsubscribe", expires=False)
-    manage_url = ""
-    if sub.status in ("active", "paused"):
-        manage_url = context.parts.signer.url(
-            "manage", "manage", sub.id, context.parts.dispatcher.clock()
-        )
-    return context.render(request, "unsubscribe.html", action=request.path, manage_url=manage_url)
-
-
-async def unsubscribe(request: web.Request) -> web.StreamResponse:
-    """RFC 8058 one-click: a POST with no cookie stops the emails; 200, no redirect."""
-    context = _context(request)
-    await request.post()  # List-Unsubscribe=One-Click, urlencoded or multipart
-    sub = await _subscriber(request, "unsubscribe", expires=False)
-    await life.unsubscribe(
-        context.parts.store, sub, now=context.parts.dispatcher.clock(), actor="web"
-    )
-    return context.message(
-        request,
-        "You are unsubscribed",
-        "You will not receive any more emails from us. Thank you for the time you gave yourself.",
-    )
-
-
-async def lesson(request: web.Request) -> web.StreamResponse:
-    """Read a lesson online: the same HTML as the email."""
-    context = _context(request)
-    parts = context.parts
-    sub = await _subscriber(request, "lesson")
-    try:
-        payload = parts.signer.load("lesson", request.match_info["token"], parts.dispatcher.clock())
-        lesson_id = str(payload[1])
-    except (TokenError, IndexError, TypeError) as err:
-        raise LinkProblem(expired=False) from err
-    sequence = parts.library.current().get(sub.sequence_id)
-    position = sequence.positions.get(lesson_id) if sequence else None
-    if sequence is None or position is None or sub.status in ("erased", "pending"):
-        raise LinkProblem(expired=True)
-    now = parts.dispatcher.clock()
-    prepared = parts.factory.prepare_lesson(sequence, sequence.lessons[position])
-    personal = Personal(
-        message_id="",
-        unsubscribe_url=parts.signer.url("unsubscribe", "unsubscribe", sub.id, now),
-        manage_url=parts.signer.url("manage", "manage", sub.id, now),
-        # The public URL, as in the email: behind a proxy request.url is the internal one.
-        online_url=f"{parts.config.web.public_url}/lesson/{request.match_info['token']}",
-    )
-    page, _ = parts.factory.readable(
-        prepared, Recipient(sub.email or "", sub.name, sub.discreet), personal
-    )
-    exit_link = (
-        f'<a href="{parts.config.web.quick_exit_url}" data-quick-exit rel="noreferrer" '
-        'style="position:fixed;top:12px;right:12px;background:#8a2f2a;color:#fff;padding:8px 14px;'
-        'border-radius:4px;font:bold 16px Helvetica,Arial,sans-serif;text-decoration:none;">'
-        'Quick exit</a><script src="/static/site.js" defer></script>'
-    )
-    page = page.replace(
-        '<body style="margin:0;padding:0;background-color:#f4f1ec;">',
-        '<body style="margin:0;padding:0;background-color:#f4f1ec;">' + exit_link,
-        1,
-    )
-    return web.Response(
-        text=page,
-        content_type="text/html",
-        charset="utf-8",
-        # Email HTML carries inline styles by design; allow exactly those, and our script.
-        headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-            "script-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        },
-    )

@@ -96,8 +96,9 @@ async def seed(state: Path, count: int) -> None:
     """Insert `count` active subscribers, all due, as fast as SQLite takes them."""
     from sqlalchemy import insert
 
+    from guide.records import email_hash
     from guide.schema import subscribers
-    from guide.store import Store, email_hash
+    from guide.store import Store
 
     store = await Store.open("", sqlite_path=state / "guide.sqlite3")
     chunk = 20_000

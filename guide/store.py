@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,119 +12,31 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
-    RowMapping,
     and_,
-    bindparam,
     delete,
     event,
     func,
     insert,
-    or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from guide.dispatch_queries import DispatchQueries, insert_ignore
+from guide.records import (
+    NewSubscriber,
+    Subscriber,
+    email_hash,
+    normalize_email,
+)
 from guide.schema import deliveries, events, subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def normalize_email(address: str) -> str:
-    """The form addresses are compared and stored in."""
-    return address.strip().lower()
-
-
-def email_hash(address: str) -> str:
-    """What is kept of an erased address, to keep honouring its unsubscribe."""
-    return hashlib.sha256(normalize_email(address).encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    """One subscriber row."""
-
-    id: int
-    sequence_id: str
-    email: str | None
-    name: str
-    timezone: str
-    send_time: str
-    status: str
-    discreet: bool
-    generation: int
-    repeats: int
-    next_due_at: datetime | None
-    last_sent_at: datetime | None
-    attempts: int
-    first_failure_at: datetime | None
-    last_error: str | None
-    created_at: datetime
-    confirmed_at: datetime | None
-    updated_at: datetime
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> Subscriber:
-        """Build from a row of `subscribers`."""
-        return cls(**{name: row[name] for name in _SUBSCRIBER_FIELDS})
-
-
-# Computed once: a claim builds a thousand of these per batch.
-_SUBSCRIBER_FIELDS = tuple(f.name for f in fields(Subscriber))
-
-
-@dataclass(frozen=True)
-class NewSubscriber:
-    """What is needed to add someone."""
-
-    email: str
-    sequence_id: str
-    timezone: str
-    send_time: str
-    name: str = ""
-    discreet: bool = False
-
-
-@dataclass(frozen=True)
-class Sent:
-    """The relay answered 250: record the lesson and schedule the next one."""
-
-    subscriber_id: int
-    generation: int
-    lesson_id: str
-    message_id: str
-    sent_at: datetime
-    next_due_at: datetime | None
-    completed: bool = False
-
-
-@dataclass(frozen=True)
-class Retry:
-    """A transient failure: try again at `next_due_at`."""
-
-    subscriber_id: int
-    next_due_at: datetime
-    attempts: int
-    first_failure_at: datetime
-    error: str
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Stop sending to this subscriber (bounced, held, undeliverable, completed)."""
-
-    subscriber_id: int
-    status: str
-    error: str | None
-
-
-Outcome = Sent | Retry | Stop
-
-
-class Store:
-    """Every database operation the service performs."""
+class Store(DispatchQueries):
+    """Every database operation the service performs (dispatch ones in DispatchQueries)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -350,29 +260,7 @@ class Store:
             )
         return True
 
-    # -- progress ----------------------------------------------------------------------------
-
-    async def progress(self, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
-        """Lesson ids recorded (sent or skipped) in the current generation, oldest first."""
-        found: dict[int, list[str]] = {sid: [] for sid in subscriber_ids}
-        if not subscriber_ids:
-            return found
-        query = (
-            select(deliveries.c.subscriber_id, deliveries.c.lesson_id)
-            .join(
-                subscribers,
-                and_(
-                    subscribers.c.id == deliveries.c.subscriber_id,
-                    subscribers.c.generation == deliveries.c.generation,
-                ),
-            )
-            .where(deliveries.c.subscriber_id.in_(subscriber_ids))
-            .order_by(deliveries.c.id)
-        )
-        async with self.engine.connect() as conn:
-            for sid, lesson_id in await conn.execute(query):
-                found[sid].append(lesson_id)
-        return found
+    # -- history and progress by hand -------------------------------------------------------
 
     async def history(
         self, subscriber_id: int
@@ -400,7 +288,7 @@ class Store:
         """Mark a lesson as skipped so the next one is sent instead."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                _insert_ignore(self.dialect).values(
+                insert_ignore(self.dialect).values(
                     subscriber_id=subscriber.id,
                     generation=subscriber.generation,
                     lesson_id=lesson_id,
@@ -439,177 +327,7 @@ class Store:
             )
             return str(row.lesson_id)
 
-    # -- dispatch ----------------------------------------------------------------------------
-
-    async def peek_due(self, now: datetime, limit: int) -> list[Subscriber]:
-        """Who claim_due would take, without leasing anyone (for --dry-run)."""
-        query = (
-            select(subscribers)
-            .where(
-                subscribers.c.status == "active",
-                subscribers.c.next_due_at <= now,
-                or_(subscribers.c.lease_until.is_(None), subscribers.c.lease_until < now),
-            )
-            .order_by(subscribers.c.next_due_at, subscribers.c.id)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            return [Subscriber.from_row(row) for row in (await conn.execute(query)).mappings()]
-
-    async def claim_due(
-        self, now: datetime, limit: int, owner: str, lease_until: datetime
-    ) -> list[Subscriber]:
-        """Lease up to `limit` active subscribers whose time has come, earliest first."""
-        due = (
-            select(subscribers.c.id)
-            .where(
-                subscribers.c.status == "active",
-                subscribers.c.next_due_at <= now,
-                or_(subscribers.c.lease_until.is_(None), subscribers.c.lease_until < now),
-            )
-            .order_by(subscribers.c.next_due_at)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            # Several nodes: each skips rows another node is claiming right now.
-            due = due.with_for_update(skip_locked=True)
-        claim = (
-            update(subscribers)
-            .where(subscribers.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_until=lease_until)
-            .returning(*subscribers.c)
-        )
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(claim)).mappings().all()
-        return sorted(
-            (Subscriber.from_row(row) for row in rows), key=lambda s: (s.next_due_at, s.id)
-        )
-
-    async def record(self, outcomes: Iterable[Outcome], now: datetime) -> None:
-        """Write a batch of send outcomes in one transaction (executemany per kind)."""
-        sent = [o for o in outcomes if isinstance(o, Sent)]
-        retries = [o for o in outcomes if isinstance(o, Retry)]
-        stops = [o for o in outcomes if isinstance(o, Stop)]
-        async with self.engine.begin() as conn:
-            if sent:
-                await conn.execute(
-                    _insert_ignore(self.dialect),
-                    [
-                        {
-                            "subscriber_id": o.subscriber_id,
-                            "generation": o.generation,
-                            "lesson_id": o.lesson_id,
-                            "kind": "sent",
-                            "message_id": o.message_id,
-                            "sent_at": o.sent_at,
-                        }
-                        for o in sent
-                    ],
-                )
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        last_sent_at=bindparam("b_sent"),
-                        next_due_at=bindparam("b_next"),
-                        status=bindparam("b_status"),
-                        attempts=0,
-                        first_failure_at=None,
-                        last_error=None,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
-                    [
-                        {
-                            "b_id": o.subscriber_id,
-                            "b_sent": o.sent_at,
-                            "b_next": None if o.completed else o.next_due_at,
-                            "b_status": "completed" if o.completed else "active",
-                        }
-                        for o in sent
-                    ],
-                )
-            if retries:
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        next_due_at=bindparam("b_next"),
-                        attempts=bindparam("b_attempts"),
-                        first_failure_at=bindparam("b_first"),
-                        last_error=bindparam("b_error"),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
-                    [
-                        {
-                            "b_id": o.subscriber_id,
-                            "b_next": o.next_due_at,
-                            "b_attempts": o.attempts,
-                            "b_first": o.first_failure_at,
-                            "b_error": o.error,
-                        }
-                        for o in retries
-                    ],
-                )
-            stopped = [o for o in stops] + [
-                Stop(o.subscriber_id, "completed", None) for o in sent if o.completed
-            ]
-            if stops:
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        last_error=bindparam("b_error"),
-                        next_due_at=None,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
-                    [
-                        {"b_id": o.subscriber_id, "b_status": o.status, "b_error": o.error}
-                        for o in stops
-                    ],
-                )
-            if stopped:
-                await conn.execute(
-                    insert(events),
-                    [
-                        {
-                            "subscriber_id": o.subscriber_id,
-                            "at": now,
-                            "old_status": "active",
-                            "new_status": o.status,
-                            "actor": "dispatch",
-                            "reason": o.error or "",
-                        }
-                        for o in stopped
-                    ],
-                )
-
-    async def purge_pending(self, created_before: datetime) -> int:
-        """Delete sign-ups never confirmed: without consent, nothing about them is kept."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(subscribers).where(
-                    subscribers.c.status == "pending", subscribers.c.created_at < created_before
-                )
-            )
-        return int(result.rowcount)
-
-    async def release(self, owner: str, subscriber_ids: Sequence[int] | None = None) -> int:
-        """Give up leases held by `owner` (all, or only these subscribers)."""
-        query = update(subscribers).where(subscribers.c.lease_owner == owner)
-        if subscriber_ids is not None:
-            if not subscriber_ids:
-                return 0
-            query = query.where(subscribers.c.id.in_(subscriber_ids))
-        async with self.engine.begin() as conn:
-            result = await conn.execute(query.values(lease_owner=None, lease_until=None))
-        return int(result.rowcount)
+    # -- reporting ---------------------------------------------------------------------------
 
     async def report(
         self, now: datetime, hour_later: datetime, day_before: datetime
@@ -664,14 +382,6 @@ async def _status_of(conn: AsyncConnection, subscriber_id: int) -> str | None:
     query = select(subscribers.c.status).where(subscribers.c.id == subscriber_id)
     status = (await conn.execute(query)).scalars().first()
     return None if status is None else str(status)
-
-
-def _insert_ignore(dialect: str) -> Any:
-    # The delivery row is unique on (subscriber, generation, lesson): a second record of the
-    # same lesson (a re-send after a crash) is a no-op, never an error.
-    if dialect == "postgresql":
-        return postgresql.insert(deliveries).on_conflict_do_nothing()
-    return sqlite.insert(deliveries).on_conflict_do_nothing()
 
 
 def _create_private(path: Path) -> None:

@@ -20,7 +20,8 @@ from guide.config import Config
 from guide.errors import TransportConfigError
 from guide.lessons import Sequence
 from guide.library import LessonLibrary
-from guide.store import Outcome, Retry, Sent, Stop, Store, Subscriber
+from guide.records import Outcome, Retry, Sent, Stop, Subscriber
+from guide.store import Store
 from guide.tokens import LinkSigner
 from scheduler.ratelimit import RateLimiter
 from scheduler.schedule import next_send_time, parse_send_time, retry_at

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from guide.config import Config
 from guide.errors import GuideError
-from guide.store import NewSubscriber, Subscriber
+from guide.records import NewSubscriber, Subscriber
 from guide.validate import (
     ValidationError,
     check_email,

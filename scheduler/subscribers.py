@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from guide.errors import GuideError
 from guide.lessons import Sequence
-from guide.store import NewSubscriber, Store, Subscriber
+from guide.records import NewSubscriber, Subscriber
+from guide.store import Store
 from scheduler.dispatch import CLOSING_ID, choose_next
 from scheduler.schedule import next_send_time, parse_send_time
 

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from delivery.transports import Transport
 from guide.config import Config, DispatchConfig
+from guide.records import NewSubscriber
 from guide.schema import subscribers
-from guide.store import NewSubscriber
 from scheduler import subscribers as life
 from scheduler.service import Parts, build
 

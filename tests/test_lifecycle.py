@@ -21,8 +21,9 @@ from sqlalchemy import func, insert, select
 
 from delivery.transports import MemoryTransport, SendResult, Status
 from guide.lessons import Sequence
+from guide.records import NewSubscriber, Stop, Subscriber, email_hash
 from guide.schema import subscribers
-from guide.store import MIGRATIONS, NewSubscriber, Stop, Store, Subscriber, email_hash
+from guide.store import MIGRATIONS, Store
 from scheduler import subscribers as life
 from scheduler.service import Parts
 from tests.harness import LESSONS, Clock, config_for, day_of, make_parts, message_id_of

@@ -10,8 +10,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from delivery.transports import MemoryTransport
+from guide.records import NewSubscriber, Retry, Sent, Stop
 from guide.schema import deliveries
-from guide.store import NewSubscriber, Retry, Sent, Stop, Store
+from guide.store import Store
 from tests.backends import database_url
 from tests.harness import Clock, config_for, make_parts
 

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from guide.lessons import Sequence, load_library
-from guide.store import Retry, Stop, Store, email_hash
+from guide.records import Retry, Stop, email_hash
+from guide.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "run.py"

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from delivery.transports import MemoryTransport
 from guide.errors import TransportConfigError
 from guide.lessons import Sequence
-from guide.store import NewSubscriber, Subscriber
+from guide.records import NewSubscriber, Subscriber
 from scheduler import subscribers as life
 from scheduler.schedule import next_send_time, parse_send_time
 from scheduler.service import Parts

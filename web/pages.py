@@ -13,7 +13,7 @@ from aiohttp import web
 
 from delivery.message import Personal, Recipient
 from delivery.transports import Envelope
-from guide.store import NewSubscriber, Subscriber
+from guide.records import NewSubscriber, Subscriber
 from guide.tokens import TokenError
 from guide.validate import (
     ValidationError,

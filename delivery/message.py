@@ -6,7 +6,7 @@ import binascii
 import hashlib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -136,6 +136,19 @@ class MessageFactory:
             **{name: _marker(name) for name in PERSONAL},
         }
 
+    def _cached(
+        self, key_parts: tuple[object, ...], make: Callable[[str], PreparedMessage]
+    ) -> PreparedMessage:
+        """The prepared message for these key parts, rendering it with `make(key)` only once."""
+        key = hashlib.sha256(repr(key_parts).encode()).hexdigest()
+        cached = self._cache.get(key)
+        if cached is None:
+            if len(self._cache) > 512:  # content changes rarely; bound memory if it churns
+                self._cache.clear()
+                self._by_identity.clear()
+            cached = self._cache[key] = make(key)
+        return cached
+
     def prepare_lesson(self, sequence: Sequence, lesson: Lesson) -> PreparedMessage:
         """Render `lesson` once; cached by its content, so an edited lesson is rendered anew."""
         # Loaded sequences are immutable and replaced whole on reload, so identity is a sound
@@ -144,126 +157,98 @@ class MessageFactory:
         if fast is not None and fast[0] is sequence and fast[1] is lesson:
             return fast[2]
         day = sequence.day_of(lesson.id) or 0
-        # Everything the rendering reads is in the key, so editing sequence.yaml renders anew.
         phase_title = sequence.phase_title(lesson.phase)
-        key = hashlib.sha256(
-            repr((sequence.id, sequence.title, phase_title, len(sequence), day, lesson)).encode()
-        ).hexdigest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._by_identity[(id(sequence), id(lesson))] = (sequence, lesson, cached)
-            return cached
-        body = render_template_body(
-            lesson.body,
-            {
-                "sequence_title": sequence.title,
+        discreet_subject = lesson.discreet_subject or self.config.sender.discreet_subject
+
+        def make(key: str) -> PreparedMessage:
+            body = render_template_body(
+                lesson.body,
+                {
+                    "sequence_title": sequence.title,
+                    "day": day,
+                    "total_days": len(sequence),
+                    "lesson_title": lesson.title,
+                },
+            )
+            context = {
+                **self._footer_context(),
                 "day": day,
                 "total_days": len(sequence),
+                "sequence_title": sequence.title,
+                "phase_title": phase_title,
                 "lesson_title": lesson.title,
-            },
+                "content_note": lesson.content_note,
+                "reflection": lesson.reflection,
+                # markdown-it escapes all text and raw HTML is disabled: this is safe markup.
+                "body_html": Markup(markdown_to_html(body)),  # noqa: S704
+                "body_text": markdown_to_text(body),
+                "discreet_subject": discreet_subject,
+            }
+            return self._prepare(
+                key, "lesson", context, (lesson.subject, discreet_subject), sequence
+            )
+
+        # Everything the rendering reads is in the key, so editing sequence.yaml renders anew.
+        prepared = self._cached(
+            (sequence.id, sequence.title, phase_title, len(sequence), day, lesson), make
         )
-        context = {
-            **self._footer_context(),
-            "day": day,
-            "total_days": len(sequence),
-            "sequence_title": sequence.title,
-            "phase_title": sequence.phase_title(lesson.phase),
-            "lesson_title": lesson.title,
-            "content_note": lesson.content_note,
-            "reflection": lesson.reflection,
-            # markdown-it escapes all text and raw HTML is disabled, so this is safe markup.
-            "body_html": Markup(markdown_to_html(body)),  # noqa: S704
-            "body_text": markdown_to_text(body),
-            "discreet_subject": lesson.discreet_subject or self.config.sender.discreet_subject,
-        }
-        prepared = self._prepare(
-            key,
-            "lesson",
-            context,
-            subjects=(
-                lesson.subject,
-                lesson.discreet_subject or self.config.sender.discreet_subject,
-            ),
-            list_label=sequence.id,
-            list_title=sequence.title,
-        )
-        if len(self._cache) > 512:  # lessons change rarely; bound memory if they churn
-            self._cache.clear()
-            self._by_identity.clear()
-        self._cache[key] = prepared
+        self._by_identity[(id(sequence), id(lesson))] = (sequence, lesson, prepared)
         return prepared
 
     def prepare_closing(self, sequence: Sequence) -> PreparedMessage:
         """The one short email sent the day after the last lesson."""
-        key = hashlib.sha256(
-            repr(("closing", sequence.id, sequence.title, len(sequence))).encode()
-        ).hexdigest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
         discreet_subject = self.config.sender.discreet_subject
-        context = {
-            **self._footer_context(),
-            "sequence_title": sequence.title,
-            "total_days": len(sequence),
-            "discreet_subject": discreet_subject,
-            "online_url": "",  # nothing to read online for this one
-        }
-        prepared = self._prepare(
-            key,
-            "closing",
-            context,
-            subjects=(f"Thank you for these {len(sequence)} days", discreet_subject),
-            list_label=sequence.id,
-            list_title=sequence.title,
-        )
-        self._cache[key] = prepared
-        return prepared
+
+        def make(key: str) -> PreparedMessage:
+            context = {
+                **self._footer_context(),
+                "sequence_title": sequence.title,
+                "total_days": len(sequence),
+                "discreet_subject": discreet_subject,
+                "online_url": "",  # nothing to read online for this one
+            }
+            subjects = (f"Thank you for these {len(sequence)} days", discreet_subject)
+            return self._prepare(key, "closing", context, subjects, sequence)
+
+        return self._cached(("closing", sequence.id, sequence.title, len(sequence)), make)
 
     def prepare_confirm(self, sequence: Sequence, pending_days: int) -> PreparedMessage:
         """The double opt-in email; its link is the personal `action_url`."""
-        key = hashlib.sha256(
-            repr(("confirm", sequence.id, sequence.title, len(sequence), pending_days)).encode()
-        ).hexdigest()
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
         sender = self.config.sender
-        context = {
-            **self._footer_context(),
-            "sequence_title": sequence.title,
-            "total_days": len(sequence),
-            "discreet_name": sender.discreet_name,
-            "pending_days": pending_days,
-            "manage_url": "",  # nothing to manage before confirming
-            "online_url": "",
-        }
-        prepared = self._prepare(
-            key,
-            "confirm",
-            context,
-            subjects=(
+
+        def make(key: str) -> PreparedMessage:
+            context = {
+                **self._footer_context(),
+                "sequence_title": sequence.title,
+                "total_days": len(sequence),
+                "discreet_name": sender.discreet_name,
+                "pending_days": pending_days,
+                "manage_url": "",  # nothing to manage before confirming
+                "online_url": "",
+            }
+            subjects = (
                 f"Please confirm: {sequence.title}",
                 f"Please confirm: {sender.discreet_name}",
-            ),
-            list_label=sequence.id,
-            list_title=sequence.title,
+            )
+            return self._prepare(key, "confirm", context, subjects, sequence)
+
+        return self._cached(
+            ("confirm", sequence.id, sequence.title, len(sequence), pending_days), make
         )
-        self._cache[key] = prepared
-        return prepared
 
     def _prepare(
         self,
         key: str,
         template: str,
         context: dict[str, Any],
-        *,
         subjects: tuple[str, str],
-        list_label: str,
-        list_title: str,
+        sequence: Sequence,
     ) -> PreparedMessage:
         sender = self.config.sender
         boundary = f"=_drg_{key[:24]}"  # '=_' never occurs in quoted-printable output
+        # In discreet mode the list's display name is the neutral sender name too, and its id
+        # is a digest: a sequence id such as "no-contact" says what the mail is about.
+        discreet_label = f"notes-{hashlib.sha256(sequence.id.encode()).hexdigest()[:12]}"
         variants = []
         for discreet, subject, from_name in (
             (False, subjects[0], sender.name),
@@ -279,11 +264,8 @@ class MessageFactory:
             ]
             if sender.reply_to:
                 head.append(encode_text("Reply-To", sender.reply_to))
-            # In discreet mode the list's display name is the neutral sender name too, and its
-            # id is a digest: a sequence id such as "no-contact" says what the mail is about.
-            title = from_name if discreet else list_title
-            label = f"notes-{hashlib.sha256(list_label.encode()).hexdigest()[:12]}"
-            list_id = f"{label if discreet else list_label}.{sender.domain}"
+            title = from_name if discreet else sequence.title
+            list_id = f"{discreet_label if discreet else sequence.id}.{sender.domain}"
             head += [
                 # Only the phrase may be encoded: the <id> must stay readable for filters.
                 encode_text("List-Id", encode_address(title, list_id)),
@@ -335,7 +317,6 @@ class MessageFactory:
     ) -> bytes:
         """The complete message for one recipient, CRLF line endings, 7-bit clean."""
         variant = prepared.discreet if recipient.discreet else prepared.normal
-        name = clean_header_text(recipient.name)
         values = self.personal_values(recipient, personal)
         unsubscribe = f"<{personal.unsubscribe_url}>"
         if self.config.unsubscribe_mailto:
@@ -348,7 +329,7 @@ class MessageFactory:
                 b"Date: ",
                 self._date_header(when),
                 CRLF,
-                encode_text("To", encode_address(name, recipient.email)),
+                encode_text("To", encode_address(recipient.name, recipient.email)),
                 CRLF,
                 b"Message-ID: ",
                 personal.message_id.encode("ascii"),

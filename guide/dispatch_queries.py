@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guide.records import Outcome, Retry, Sent, Stop, Subscriber
 from guide.schema import deliveries, events, subscribers
@@ -107,20 +107,9 @@ class DispatchQueries:
                         for o in sent
                     ],
                 )
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        last_sent_at=bindparam("b_sent"),
-                        next_due_at=bindparam("b_next"),
-                        status=bindparam("b_status"),
-                        attempts=0,
-                        first_failure_at=None,
-                        last_error=None,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
+                await _settle(
+                    conn,
+                    now,
                     [
                         {
                             "b_id": o.subscriber_id,
@@ -130,20 +119,17 @@ class DispatchQueries:
                         }
                         for o in sent
                     ],
+                    last_sent_at=bindparam("b_sent"),
+                    next_due_at=bindparam("b_next"),
+                    status=bindparam("b_status"),
+                    attempts=0,
+                    first_failure_at=None,
+                    last_error=None,
                 )
             if retries:
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        next_due_at=bindparam("b_next"),
-                        attempts=bindparam("b_attempts"),
-                        first_failure_at=bindparam("b_first"),
-                        last_error=bindparam("b_error"),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
+                await _settle(
+                    conn,
+                    now,
                     [
                         {
                             "b_id": o.subscriber_id,
@@ -154,27 +140,26 @@ class DispatchQueries:
                         }
                         for o in retries
                     ],
+                    next_due_at=bindparam("b_next"),
+                    attempts=bindparam("b_attempts"),
+                    first_failure_at=bindparam("b_first"),
+                    last_error=bindparam("b_error"),
                 )
-            stopped = [o for o in stops] + [
-                Stop(o.subscriber_id, "completed", None) for o in sent if o.completed
-            ]
             if stops:
-                await conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        last_error=bindparam("b_error"),
-                        next_due_at=None,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=now,
-                    ),
+                await _settle(
+                    conn,
+                    now,
                     [
                         {"b_id": o.subscriber_id, "b_status": o.status, "b_error": o.error}
                         for o in stops
                     ],
+                    status=bindparam("b_status"),
+                    last_error=bindparam("b_error"),
+                    next_due_at=None,
                 )
+            stopped = stops + [
+                Stop(o.subscriber_id, "completed", None) for o in sent if o.completed
+            ]
             if stopped:
                 await conn.execute(
                     insert(events),
@@ -211,6 +196,18 @@ class DispatchQueries:
         async with self.engine.begin() as conn:
             result = await conn.execute(query.values(lease_owner=None, lease_until=None))
         return int(result.rowcount)
+
+
+async def _settle(
+    conn: AsyncConnection, now: datetime, rows: list[dict[str, Any]], **values: Any
+) -> None:
+    """Update each row's subscriber (bound as b_id) with `values` and release its lease."""
+    await conn.execute(
+        update(subscribers)
+        .where(subscribers.c.id == bindparam("b_id"))
+        .values(lease_owner=None, lease_until=None, updated_at=now, **values),
+        rows,
+    )
 
 
 def insert_ignore(dialect: str) -> Any:

@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -21,6 +21,9 @@ from guide.library import LessonLibrary
 from guide.store import Store
 from guide.tokens import LinkSigner, make_signer
 from scheduler.dispatch import Clock, Dispatcher
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +88,13 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     """Run the web pages and the scheduler in one loop until SIGTERM or SIGINT."""
     parts = await build(config)
     scheduler = AsyncIOScheduler(timezone=UTC)
-    # Listen first: if the port is taken, exit before any pass has started.
-    runner = await _start_web(config, parts, scheduler) if config.web.enabled else None
-    if runner is False:
-        await parts.close()
-        return 1
+    runner = None
+    if config.web.enabled:
+        # Listen first: if the port is taken, exit before any pass has started.
+        runner = await _start_web(config, parts, scheduler)
+        if runner is None:
+            await parts.close()
+            return 1
 
     async def tick() -> None:
         try:
@@ -132,7 +137,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         log.info("stopping: no new claims; waiting for in-flight sends")
         scheduler.shutdown(wait=False)
         parts.dispatcher.stop()
-        if runner:
+        if runner is not None:
             await runner.cleanup()
         try:
             await asyncio.wait_for(
@@ -147,8 +152,10 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
-async def _start_web(config: Config, parts: Parts, scheduler: AsyncIOScheduler) -> Any:
-    """The running web.AppRunner, or False when the address cannot be bound."""
+async def _start_web(
+    config: Config, parts: Parts, scheduler: AsyncIOScheduler
+) -> web.AppRunner | None:
+    """The running AppRunner of the subscriber pages, or None when the address is taken."""
     from aiohttp import web
 
     from web.app import WebContext, create_app
@@ -166,6 +173,6 @@ async def _start_web(config: Config, parts: Parts, scheduler: AsyncIOScheduler) 
             config.web.port,
             err.strerror or err,
         )
-        return False
+        return None
     log.info("subscriber pages on http://%s:%d/subscribe", config.web.host, config.web.port)
     return runner

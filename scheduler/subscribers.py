@@ -49,6 +49,52 @@ async def add(
     return await store.add(new, status=status, now=now, next_due_at=due, actor=actor)
 
 
+# A fresh start: what a failing or finished run left behind is cleared.
+_FRESH = {"attempts": 0, "first_failure_at": None, "last_error": None}
+
+
+async def sign_up(
+    store: Store, new: NewSubscriber, *, now: datetime, actor: str
+) -> Subscriber | None:
+    """A web sign-up: the pending subscriber to send a confirmation to, or None to send nothing.
+
+    None for people already receiving, for erased addresses (erasure promised never to email
+    them again) and for bounced ones (the mailbox does not exist).
+    """
+    sub, created = await add(store, new, now=now, actor=actor, status="pending")
+    if created:
+        return sub
+    choices = {
+        "name": new.name,
+        "timezone": new.timezone,
+        "send_time": new.send_time,
+        "discreet": new.discreet,
+        # The pending period restarts, or the purge could delete the row while the link
+        # just sent is still valid.
+        "created_at": now,
+    }
+    if sub.status == "pending":
+        return await _set(store, sub, now=now, actor=actor, reason="signed up again", **choices)
+    if sub.status in ("active", "paused", "erased", "bounced"):
+        return None
+    # Coming back after leaving or finishing: start afresh once they confirm.
+    return await _set(
+        store,
+        sub,
+        now=now,
+        actor=actor,
+        status="pending",
+        reason="signed up again",
+        email=new.email,
+        generation=sub.generation + 1,
+        repeats=0,
+        next_due_at=None,
+        confirmed_at=None,
+        **_FRESH,
+        **choices,
+    )
+
+
 async def confirm(store: Store, subscriber: Subscriber, *, now: datetime, actor: str) -> Subscriber:
     """Double opt-in done: activate; the first lesson goes at the next send time."""
     if subscriber.status != "pending":
@@ -255,9 +301,7 @@ async def _reactivate(
         actor=actor,
         status="active",
         next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
-        attempts=0,
-        first_failure_at=None,
-        last_error=None,
+        **_FRESH,
         **values,
     )
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 
 from aiohttp import web
 
 from delivery.message import Personal, Recipient
-from guide.tokens import TokenError
 from guide.validate import ValidationError, check_send_time, check_timezone
 from scheduler import subscribers as life
 from scheduler.dispatch import CLOSING_ID
 from web.app import check_csrf
-from web.pages import LinkProblem, context_of, local_time_text, subscriber_from_link
+from web.pages import LinkProblem, context_of, load_link, local_time_text, subscriber_from_link
 
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 STATUS_TEXT = {
     "active": "receiving emails",
     "paused": "paused: no emails until you resume",
@@ -187,12 +188,10 @@ async def lesson(request: web.Request) -> web.StreamResponse:
     """Read a lesson online: the same HTML as the email."""
     context = context_of(request)
     parts = context.parts
-    sub = await subscriber_from_link(request, "lesson")
-    try:
-        payload = parts.signer.load("lesson", request.match_info["token"], parts.dispatcher.clock())
-        lesson_id = str(payload[1])
-    except (TokenError, IndexError, TypeError) as err:
-        raise LinkProblem(expired=False) from err
+    sub, payload = await load_link(request, "lesson")
+    if not isinstance(payload, list) or len(payload) != 2:
+        raise LinkProblem(expired=False)
+    lesson_id = str(payload[1])
     sequence = parts.library.current().get(sub.sequence_id)
     position = sequence.positions.get(lesson_id) if sequence else None
     if sequence is None or position is None or sub.status in ("erased", "pending"):
@@ -215,11 +214,8 @@ async def lesson(request: web.Request) -> web.StreamResponse:
         'border-radius:4px;font:bold 16px Helvetica,Arial,sans-serif;text-decoration:none;">'
         'Quick exit</a><script src="/static/site.js" defer></script>'
     )
-    page = page.replace(
-        '<body style="margin:0;padding:0;background-color:#f4f1ec;">',
-        '<body style="margin:0;padding:0;background-color:#f4f1ec;">' + exit_link,
-        1,
-    )
+    # After the opening <body …> tag, whatever the email layout's attributes are.
+    page = _BODY_TAG.sub(lambda m: m.group(0) + exit_link, page, count=1)
     return web.Response(
         text=page,
         content_type="text/html",

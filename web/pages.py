@@ -42,11 +42,11 @@ def context_of(request: web.Request) -> WebContext:
     return request.app[CONTEXT]
 
 
-async def subscriber_from_link(
+async def load_link(
     request: web.Request, purpose: str, *, expires: bool = True, lifetime: timedelta | None = None
-) -> Subscriber:
-    context = context_of(request)
-    parts = context.parts
+) -> tuple[Subscriber, Any]:
+    """The subscriber a signed link points at, and the link's payload; LinkProblem if none."""
+    parts = context_of(request).parts
     try:
         payload = parts.signer.load(
             purpose,
@@ -61,6 +61,14 @@ async def subscriber_from_link(
     sub = await parts.store.get(sid) if isinstance(sid, int) else None
     if sub is None:
         raise LinkProblem(expired=True)  # the same answer as expiry: reveal nothing
+    return sub, payload
+
+
+async def subscriber_from_link(
+    request: web.Request, purpose: str, *, expires: bool = True, lifetime: timedelta | None = None
+) -> Subscriber:
+    """The subscriber a signed link points at; LinkProblem if none."""
+    sub, _ = await load_link(request, purpose, expires=expires, lifetime=lifetime)
     return sub
 
 
@@ -200,7 +208,9 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     )
     # Per-address limit: the answer stays the same, only the email is not sent again.
     if context.address_limit.allow(new.email):
-        sub = await _prepare_pending(context, new)
+        sub = await life.sign_up(
+            context.parts.store, new, now=context.parts.dispatcher.clock(), actor="web"
+        )
         if sub is not None:
             task = asyncio.create_task(_send_confirmation(context, sub))
             _background.add(task)
@@ -213,55 +223,6 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         "way. Nothing else will be sent until you click the link in it.",
         "It may take a few minutes. If you don't see it, look in your spam or junk folder.",
     )
-
-
-async def _prepare_pending(context: WebContext, new: NewSubscriber) -> Subscriber | None:
-    """The subscriber to send a confirmation to, or None if they are already receiving."""
-    parts = context.parts
-    now = parts.dispatcher.clock()
-    sub, created = await life.add(parts.store, new, now=now, actor="web", status="pending")
-    if created or sub.status == "pending":
-        if not created:
-            # A second sign-up: keep the latest choices, and restart the pending period, or the
-            # purge could delete the row while the link just sent is still valid.
-            return await parts.store.change(
-                sub.id,
-                now=now,
-                actor="web",
-                reason="signed up again",
-                timezone=new.timezone,
-                send_time=new.send_time,
-                discreet=new.discreet,
-                name=new.name,
-                created_at=now,
-            )
-        return sub
-    # Already receiving: nothing to send. Erased: we promised never to email it again.
-    # Bounced: the address does not exist.
-    if sub.status in ("active", "paused", "erased", "bounced"):
-        return None
-    # Coming back after leaving, finishing or an erasure: start afresh once they confirm.
-    refreshed = await parts.store.change(
-        sub.id,
-        now=now,
-        actor="web",
-        status="pending",
-        reason="signed up again",
-        email=new.email,
-        name=new.name,
-        timezone=new.timezone,
-        send_time=new.send_time,
-        discreet=new.discreet,
-        generation=sub.generation + 1,
-        repeats=0,
-        next_due_at=None,
-        attempts=0,
-        first_failure_at=None,
-        last_error=None,
-        created_at=now,
-        confirmed_at=None,
-    )
-    return refreshed
 
 
 async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:

@@ -144,7 +144,7 @@ def sender_peak_rss_mb(transport: Any) -> float:
 
 
 async def phase_service(state: Path, port: int, connections: int) -> dict[str, Any]:
-    from scheduler.service import build
+    from wiring import build
 
     parts = await build(bench_config(state, port, connections), clock=lambda: NOW)
     started = time.perf_counter()

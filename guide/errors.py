@@ -55,3 +55,11 @@ class TransportConfigError(GuideError):
         self.key = key
         self.message = message
         super().__init__(f"{key}: {message}")
+
+
+class TokenError(GuideError, ValueError):
+    """A signed link is tampered with, made for another purpose, expired, or points at nobody."""
+
+    def __init__(self, expired: bool) -> None:
+        self.expired = expired
+        super().__init__("link expired" if expired else "invalid link")

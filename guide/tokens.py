@@ -16,17 +16,10 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode
 
 from guide.config import Config
+from guide.errors import TokenError
 
 # One salt per purpose, so a token made for one link can never be replayed on another.
 PURPOSES = ("unsubscribe", "manage", "confirm", "lesson", "export", "erase")
-
-
-class TokenError(Exception):
-    """A token is tampered with, made for another purpose, or expired."""
-
-    def __init__(self, expired: bool) -> None:
-        self.expired = expired
-        super().__init__("link expired" if expired else "invalid link")
 
 
 class _ClockedSigner(TimestampSigner):

@@ -8,9 +8,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from guide.clock import system_clock
 from guide.config import Config
 from guide.errors import GuideError, LessonError
-from scheduler.service import Parts, build, serve, system_clock
+from wiring import Parts, build, serve
 
 
 def add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +92,7 @@ async def _tick(parts: Parts, now: datetime | None, dry_run: bool) -> int:
         sequences = parts.library.current()
         due = await parts.store.peek_due(now, 10_000)
         recorded = await parts.store.progress([s.id for s in due])
-        from scheduler.dispatch import CLOSING_ID, choose_next
+        from guide.progress import CLOSING_ID, choose_next
 
         for sub in due:
             sequence = sequences.get(sub.sequence_id)

@@ -13,11 +13,12 @@ from typing import TextIO
 
 from delivery.headers import check_header_text
 from delivery.message import MessageFactory, Personal, Recipient
-from delivery.transports import Envelope, make_transport
+from delivery.transports import Envelope
 from guide.config import Config
 from guide.errors import GuideError
 from guide.lessons import Lesson, Sequence, check_library
 from guide.tokens import LinkSigner, make_signer
+from wiring import make_transport
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from guide.clock import system_clock
 from guide.config import Config
 from guide.errors import GuideError
 from guide.records import NewSubscriber, Subscriber
@@ -25,7 +26,7 @@ from guide.validate import (
     check_timezone,
 )
 from scheduler import subscribers as life
-from scheduler.service import Parts, build, system_clock
+from wiring import Parts, build
 
 CSV_COLUMNS = ("email", "name", "timezone", "send_time", "discreet", "sequence")
 EXPORT_COLUMNS = (

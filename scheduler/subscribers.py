@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from guide.errors import GuideError
 from guide.lessons import Sequence
+from guide.progress import CLOSING_ID, choose_next
 from guide.records import NewSubscriber, Subscriber
 from guide.store import Store
-from scheduler.dispatch import CLOSING_ID, choose_next
 from scheduler.schedule import next_send_time, parse_send_time
 
 # Statuses from which `resume` makes someone active again (an operator's decision for the last

@@ -17,7 +17,7 @@ from guide.config import Config, DispatchConfig
 from guide.records import NewSubscriber
 from guide.schema import subscribers
 from scheduler import subscribers as life
-from scheduler.service import Parts, build
+from wiring import Parts, build
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = REPO / "lessons"

@@ -17,10 +17,10 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from delivery.transports import MemoryTransport
-from scheduler.service import Parts
 from tests.harness import Clock, config_for, make_parts
-from web import pages
-from web.app import WebContext, create_app
+from web import signup
+from web.app import create_app
+from wiring import Parts, web_context
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -88,7 +88,7 @@ async def test_subscribe_confirm_pause_resume_unsubscribe(tmp_path: Path, browse
     transport = MemoryTransport()
     parts = await make_parts(config, Clock(datetime(2026, 11, 25, 7, 0, tzinfo=UTC)), transport)
     await parts.dispatcher.tick()  # so /healthz (the quick-exit target here) answers 200
-    runner = web.AppRunner(create_app(WebContext(parts)))
+    runner = web.AppRunner(create_app(web_context(parts)))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     context = await browser.new_context(
@@ -110,7 +110,7 @@ async def test_subscribe_confirm_pause_resume_unsubscribe(tmp_path: Path, browse
         await page.keyboard.press("Enter")
         await page.get_by_role("heading", name="Check your inbox").wait_for()
         await shoot(page, "check-inbox")
-        for task in list(pages._background):
+        for task in list(signup._background):
             await task
         assert await status_of(parts, "reader@example.org") == "pending"
 

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 
 from delivery.transports import MemoryTransport, SendResult, SMTPTransport, Status
 from guide.errors import TransportConfigError
+from guide.progress import choose_next
 from guide.schema import deliveries, subscribers
-from scheduler.dispatch import choose_next
 from scheduler.schedule import local_send_instant
 from tests.harness import (
     LESSONS,

@@ -25,8 +25,8 @@ from guide.records import NewSubscriber, Stop, Subscriber, email_hash
 from guide.schema import subscribers
 from guide.store import MIGRATIONS, Store
 from scheduler import subscribers as life
-from scheduler.service import Parts
 from tests.harness import LESSONS, Clock, config_for, day_of, make_parts, message_id_of
+from wiring import Parts
 
 ROOT = Path(__file__).resolve().parent.parent
 # A Monday in March: Europe/Berlin is UTC+1 (summer time starts on the 29th).

@@ -24,9 +24,9 @@ from delivery.headers import (
 )
 from delivery.message import MessageFactory, Personal, PreparedMessage, Recipient
 from guide.config import Config, SenderConfig
-from guide.errors import HeaderInjectionError
+from guide.errors import HeaderInjectionError, TokenError
 from guide.lessons import Lesson, Sequence, load_library
-from guide.tokens import LinkSigner, TokenError
+from guide.tokens import LinkSigner
 
 REPO = Path(__file__).resolve().parent.parent
 WHEN = datetime(2025, 3, 4, 7, 30, tzinfo=UTC)

@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
-from delivery.transports import Envelope, Status, make_transport
+from delivery.transports import Envelope, Status
 from delivery.transports.process import ProcessTransport
 from guide.config import Config
 from guide.errors import TransportConfigError
 from tests.smtpd import Fault, SMTPServer, SMTPServers, smtp_servers
+from wiring import make_transport
 
 __all__ = ["smtp_servers"]
 

@@ -28,10 +28,11 @@ from guide.lessons import Sequence
 from guide.records import NewSubscriber, Subscriber
 from scheduler import subscribers as life
 from scheduler.schedule import next_send_time, parse_send_time
-from scheduler.service import Parts
 from tests.harness import Clock, config_for, make_parts
-from web import account, pages
-from web.app import CSRF_COOKIE, WebContext, create_app
+from web import account, signup
+from web.app import create_app
+from web.csrf import CSRF_COOKIE
+from wiring import Parts, web_context
 
 # A Monday in March: Europe/Berlin is UTC+1, New York UTC-5 (its DST starts on the 8th).
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -165,7 +166,7 @@ async def site_factory(tmp_path: Path) -> AsyncIterator[SiteFactory]:
         transport = MemoryTransport()
         parts = await make_parts(config, clock, transport)
         switch = Switch()
-        client = TestClient(TestServer(create_app(WebContext(parts, scheduler_running=switch))))
+        client = TestClient(TestServer(create_app(web_context(parts, scheduler_running=switch))))
         await client.start_server()
         site = Site(parts, clock, transport, client, switch)
         opened.append(site)
@@ -185,8 +186,8 @@ async def default_site(make_site: SiteFactory) -> Site:
 
 async def drain() -> None:
     """Wait for the confirmation emails the sign-up handler sends in the background."""
-    while pages._background:
-        await asyncio.gather(*list(pages._background))
+    while signup._background:
+        await asyncio.gather(*list(signup._background))
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -1209,7 +1210,7 @@ async def test_healthz_fails_when_ticks_are_stale(site: Site) -> None:
 
 async def test_healthz_fails_when_sending_halted(site: Site) -> None:
     await site.parts.dispatcher.tick()
-    site.parts.dispatcher.halted = TransportConfigError("smtp.username", "x")
+    site.parts.dispatcher.stats.halted = TransportConfigError("smtp.username", "x")
     resp = await site.client.get("/healthz")
     assert resp.status == 503
     relay = (await resp.json())["relay"]

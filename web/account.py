@@ -7,12 +7,13 @@ import re
 
 from aiohttp import web
 
-from delivery.message import Personal, Recipient
+from guide.errors import TokenError
+from guide.progress import lessons_sent
 from guide.validate import ValidationError, check_send_time, check_timezone
 from scheduler import subscribers as life
-from scheduler.dispatch import CLOSING_ID
-from web.app import check_csrf
-from web.pages import LinkProblem, context_of, load_link, local_time_text, subscriber_from_link
+from web.context import context_of
+from web.csrf import check_csrf
+from web.links import load_link, local_time_text, subscriber_from_link
 
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 STATUS_TEXT = {
@@ -34,14 +35,13 @@ NOTICES = {
 async def manage(request: web.Request) -> web.StreamResponse:
     """Everything a subscriber can change, on one page."""
     context = context_of(request)
-    parts = context.parts
+    signer = context.signer
     sub = await subscriber_from_link(request, "manage")
     if sub.status in ("pending", "unsubscribed", "erased"):
-        raise LinkProblem(expired=True)
-    now = parts.dispatcher.clock()
-    recorded = (await parts.store.progress([sub.id]))[sub.id]
-    sent = len([x for x in recorded if x != CLOSING_ID])
-    sequence = parts.library.current().get(sub.sequence_id) or context.sequence
+        raise TokenError(expired=True)
+    now = context.clock()
+    recorded = (await context.store.progress([sub.id]))[sub.id]
+    sequence = context.library.current().get(sub.sequence_id) or context.sequence
     token = request.match_info["token"]
     can_resume = sub.status == "paused" or len(recorded) < len(sequence)
     return context.render(
@@ -49,24 +49,24 @@ async def manage(request: web.Request) -> web.StreamResponse:
         "manage.html",
         subscriber=sub,
         status_text=STATUS_TEXT.get(sub.status, sub.status),
-        sent=sent,
+        sent=lessons_sent(recorded),
         total_days=len(sequence),
         next_local=local_time_text(sub.next_due_at, sub.timezone) if sub.status == "active" else "",
         can_resume=can_resume,
         base=f"/manage/{token}",
-        export_url="/export/" + parts.signer.token("export", sub.id, now),
-        erase_url="/erase/" + parts.signer.token("erase", sub.id, now),
-        unsubscribe_url="/unsubscribe/" + parts.signer.token("unsubscribe", sub.id, now),
+        export_url="/export/" + signer.token("export", sub.id, now),
+        erase_url="/erase/" + signer.token("erase", sub.id, now),
+        unsubscribe_url="/unsubscribe/" + signer.token("unsubscribe", sub.id, now),
         notice=NOTICES.get(request.query.get("done", ""), ""),
         zones=context.zones,
-        discreet_name=parts.config.sender.discreet_name,
+        discreet_name=context.config.sender.discreet_name,
     )
 
 
 async def manage_action(request: web.Request) -> web.StreamResponse:
     """Pause, resume, settings or repeat; then back to the manage page."""
     context = context_of(request)
-    parts = context.parts
+    store = context.store
     action = request.match_info["action"]
     if action not in NOTICES:
         raise web.HTTPNotFound()
@@ -78,15 +78,15 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
             "This form expired. Go back, reload the page and try again.",
             status=403,
         )
-    now = parts.dispatcher.clock()
-    sequences = parts.library.current()
+    now = context.clock()
+    sequences = context.library.current()
     try:
         if action == "pause":
-            await life.pause(parts.store, sub, now=now, actor="web")
+            await life.pause(store, sub, now=now, actor="web")
         elif action == "resume":
-            await life.resume(parts.store, sub, sequences, now=now, actor="web")
+            await life.resume(store, sub, sequences, now=now, actor="web")
         elif action == "repeat":
-            await life.repeat(parts.store, sub, sequences, now=now, actor="web")
+            await life.repeat(store, sub, sequences, now=now, actor="web")
         else:
             form = await request.post()
             try:
@@ -101,7 +101,7 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
                     link={"url": f"/manage/{request.match_info['token']}", "label": "Back"},
                 )
             await life.reschedule(
-                parts.store,
+                store,
                 sub,
                 sequences,
                 now=now,
@@ -127,7 +127,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     sub = await subscriber_from_link(request, "export")
     if not await check_csrf(request):
         return context.message(request, "Please try again", "This form expired.", status=403)
-    data = await life.export_data(context.parts.store, sub)
+    data = await life.export_data(context.store, sub)
     return web.Response(
         text=json.dumps(data, indent=2, default=str),
         content_type="application/json",
@@ -149,7 +149,7 @@ async def erase(request: web.Request) -> web.StreamResponse:
             "Tick the box to confirm, then press the button again.",
             status=400,
         )
-    await context.parts.store.erase(sub.id, now=context.parts.dispatcher.clock(), actor="web")
+    await context.store.erase(sub.id, now=context.clock(), actor="web")
     return context.message(
         request,
         "Your data is erased",
@@ -163,9 +163,7 @@ async def unsubscribe_page(request: web.Request) -> web.StreamResponse:
     sub = await subscriber_from_link(request, "unsubscribe", expires=False)
     manage_url = ""
     if sub.status in ("active", "paused"):
-        manage_url = context.parts.signer.url(
-            "manage", "manage", sub.id, context.parts.dispatcher.clock()
-        )
+        manage_url = context.composer.manage_url(sub.id, context.clock())
     return context.render(request, "unsubscribe.html", action=request.path, manage_url=manage_url)
 
 
@@ -174,9 +172,7 @@ async def unsubscribe(request: web.Request) -> web.StreamResponse:
     context = context_of(request)
     await request.post()  # List-Unsubscribe=One-Click, urlencoded or multipart
     sub = await subscriber_from_link(request, "unsubscribe", expires=False)
-    await life.unsubscribe(
-        context.parts.store, sub, now=context.parts.dispatcher.clock(), actor="web"
-    )
+    await life.unsubscribe(context.store, sub, now=context.clock(), actor="web")
     return context.message(
         request,
         "You are unsubscribed",
@@ -187,29 +183,21 @@ async def unsubscribe(request: web.Request) -> web.StreamResponse:
 async def lesson(request: web.Request) -> web.StreamResponse:
     """Read a lesson online: the same HTML as the email."""
     context = context_of(request)
-    parts = context.parts
+    config = context.config
     sub, payload = await load_link(request, "lesson")
     if not isinstance(payload, list) or len(payload) != 2:
-        raise LinkProblem(expired=False)
+        raise TokenError(expired=False)
     lesson_id = str(payload[1])
-    sequence = parts.library.current().get(sub.sequence_id)
+    sequence = context.library.current().get(sub.sequence_id)
     position = sequence.positions.get(lesson_id) if sequence else None
     if sequence is None or position is None or sub.status in ("erased", "pending"):
-        raise LinkProblem(expired=True)
-    now = parts.dispatcher.clock()
-    prepared = parts.factory.prepare_lesson(sequence, sequence.lessons[position])
-    personal = Personal(
-        message_id="",
-        unsubscribe_url=parts.signer.url("unsubscribe", "unsubscribe", sub.id, now),
-        manage_url=parts.signer.url("manage", "manage", sub.id, now),
-        # The public URL, as in the email: behind a proxy request.url is the internal one.
-        online_url=f"{parts.config.web.public_url}/lesson/{request.match_info['token']}",
-    )
-    page, _ = parts.factory.readable(
-        prepared, Recipient(sub.email or "", sub.name, sub.discreet), personal
-    )
+        raise TokenError(expired=True)
+    # The public URL, as in the email: behind a proxy request.url is the internal one.
+    online_url = f"{config.web.public_url}/lesson/{request.match_info['token']}"
+    lesson = sequence.lessons[position]
+    page = context.composer.online(sub, sequence, lesson, context.clock(), online_url).html
     exit_link = (
-        f'<a href="{parts.config.web.quick_exit_url}" data-quick-exit rel="noreferrer" '
+        f'<a href="{config.web.quick_exit_url}" data-quick-exit rel="noreferrer" '
         'style="position:fixed;top:12px;right:12px;background:#8a2f2a;color:#fff;padding:8px 14px;'
         'border-radius:4px;font:bold 16px Helvetica,Arial,sans-serif;text-decoration:none;">'
         'Quick exit</a><script src="/static/site.js" defer></script>'

@@ -10,23 +10,22 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from web.app import CONTEXT
+from web.context import context_of
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     """200 when the database answers, the scheduler runs, ticks are recent and sending works."""
-    context = request.app[CONTEXT]
-    parts = context.parts
-    dispatcher = parts.dispatcher
-    now = dispatcher.clock()
+    context = context_of(request)
+    stats = context.stats
+    now = context.clock()
     try:
-        database = "ok" if await parts.store.ping() else "error"
+        database = "ok" if await context.store.ping() else "error"
     except Exception as err:  # any failure here means unhealthy, with the reason shown
         database = f"error: {type(err).__name__}"
     running = context.scheduler_running()
-    age = (now - dispatcher.last_tick).total_seconds() if dispatcher.last_tick else None
-    stale = timedelta(seconds=3 * parts.config.dispatch.interval_seconds + 60).total_seconds()
-    relay = f"halted: {dispatcher.halted}" if dispatcher.halted else "ok"
+    age = (now - stats.last_tick).total_seconds() if stats.last_tick else None
+    stale = timedelta(seconds=3 * context.config.dispatch.interval_seconds + 60).total_seconds()
+    relay = f"halted: {stats.halted}" if stats.halted else "ok"
     healthy = database == "ok" and running and age is not None and age <= stale and relay == "ok"
     body = {
         "status": "ok" if healthy else "unhealthy",
@@ -35,7 +34,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         "last_tick_age_seconds": None if age is None else round(age, 1),
         "relay": relay,
         "lessons": "ok"
-        if parts.library.error is None
+        if context.library.error is None
         else "last edit invalid; sending the previous version",
     }
     return web.json_response(body, status=200 if healthy else 503, dumps=json.dumps)
@@ -64,16 +63,14 @@ class _DispatchCollector(Collector):
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Prometheus text format: messages by result, tick duration, backlog, subscribers."""
-    parts = request.app[CONTEXT].parts
-    dispatcher = parts.dispatcher
-    now = dispatcher.clock()
-    report = await parts.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
+    context = context_of(request)
+    stats = context.stats
+    now = context.clock()
+    report = await context.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
     registry = CollectorRegistry()
-    registry.register(
-        _DispatchCollector(dict(dispatcher.totals), dispatcher.tick_count, dispatcher.tick_seconds)
-    )
+    registry.register(_DispatchCollector(dict(stats.totals), stats.tick_count, stats.tick_seconds))
     last = Gauge("drg_last_tick_duration_seconds", "Duration of the last pass", registry=registry)
-    last.set(dispatcher.last_tick_seconds)
+    last.set(stats.last_tick_seconds)
     backlog = Gauge("drg_due_backlog", "Active subscribers due now", registry=registry)
     backlog.set(report["due_now"])
     by_status = Gauge("drg_subscribers", "Subscribers by status", ["status"], registry=registry)

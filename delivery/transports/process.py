@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from delivery.transports.base import Envelope, SendResult, Status
+from delivery.transports.smtp import SMTPTransport
 from guide.config import Config
 from guide.errors import TransportConfigError
 
@@ -146,14 +147,12 @@ class ProcessConnection:
 
 
 async def _child() -> None:
-    from delivery.transports import make_transport
-
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport_out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     config: Config = await _read_frame(reader)
-    inner = make_transport(config)
+    inner = SMTPTransport(config.smtp)  # only smtp runs in a sender process
     connections: dict[int, Any] = {}
     tasks: set[asyncio.Task[None]] = set()
 

@@ -1,87 +1,20 @@
-"""Service wiring: build the parts from the configuration and run the scheduler until a signal."""
+"""Run the service: the web pages and the scheduler in one loop until a signal."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from delivery.message import MessageFactory
-from delivery.transports import MaildirTransport, Transport, make_transport
 from guide.config import Config
-from guide.library import LessonLibrary
-from guide.store import Store
-from guide.tokens import LinkSigner, make_signer
-from scheduler.dispatch import Clock, Dispatcher
-
-if TYPE_CHECKING:
-    from aiohttp import web
+from web.app import create_app
+from wiring.parts import Parts, build, web_context
 
 log = logging.getLogger(__name__)
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-def system_clock() -> datetime:
-    """The real time, in UTC."""
-    return datetime.now(UTC)
-
-
-def node_name() -> str:
-    """Who holds a lease: unique per process, readable in the database."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:64]
-
-
-@dataclass
-class Parts:
-    """Everything a command needs, built once from the configuration."""
-
-    config: Config
-    store: Store
-    library: LessonLibrary
-    factory: MessageFactory
-    signer: LinkSigner
-    transport: Transport
-    dispatcher: Dispatcher
-
-    async def close(self) -> None:
-        """Release this node's leases and close the database."""
-        await self.store.release(self.dispatcher.node)
-        await self.transport.close()
-        await self.store.close()
-
-
-async def build(
-    config: Config, *, clock: Clock = system_clock, transport: Transport | None = None
-) -> Parts:
-    """Open the store (migrating it), load lessons, and wire the dispatcher."""
-    library = LessonLibrary(config.lessons_dir)
-    library.load()
-    store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
-    transport = transport or make_transport(config)
-    if isinstance(transport, MaildirTransport):
-        transport.ensure()
-    factory = MessageFactory(config, TEMPLATES)
-    signer = make_signer(config)
-    dispatcher = Dispatcher(
-        config=config,
-        store=store,
-        library=library,
-        factory=factory,
-        signer=signer,
-        transport=transport,
-        clock=clock,
-        node=node_name(),
-    )
-    return Parts(config, store, library, factory, signer, transport, dispatcher)
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
@@ -105,7 +38,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
 
     async def purge() -> None:
         # Unconfirmed sign-ups carry no consent: delete them after web.pending_days.
-        cutoff = system_clock() - timedelta(days=config.web.pending_days)
+        cutoff = parts.clock() - timedelta(days=config.web.pending_days)
         removed = await parts.store.purge_pending(cutoff)
         if removed:
             log.info("deleted %d sign-ups that were never confirmed", removed)
@@ -156,11 +89,7 @@ async def _start_web(
     config: Config, parts: Parts, scheduler: AsyncIOScheduler
 ) -> web.AppRunner | None:
     """The running AppRunner of the subscriber pages, or None when the address is taken."""
-    from aiohttp import web
-
-    from web.app import WebContext, create_app
-
-    app = create_app(WebContext(parts, scheduler_running=lambda: bool(scheduler.running)))
+    app = create_app(web_context(parts, scheduler_running=lambda: bool(scheduler.running)))
     runner = web.AppRunner(app, access_log=None)  # no access log: it would record tokens
     await runner.setup()
     try:

@@ -1,0 +1,167 @@
+"""The one composer: subscriber + lesson + signed links → signed message bytes, for every email."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import make_msgid
+
+from delivery.dkim import DKIMSigner
+from delivery.message import MessageFactory, Personal, PreparedMessage, Recipient
+from delivery.transports.base import Envelope
+from guide.config import Config
+from guide.lessons import Lesson, Sequence
+from guide.progress import CLOSING_ID
+from guide.records import Subscriber
+from guide.tokens import LinkSigner
+
+# Who a link points at: a stored subscriber's id, or a label for previews and test sends, whose
+# links lead nowhere because no subscriber has that id.
+Reference = int | str
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A finished message: its Message-ID and what the transport hands on."""
+
+    message_id: str
+    envelope: Envelope
+
+    @property
+    def data(self) -> bytes:
+        """The message bytes, signed when DKIM is configured."""
+        return self.envelope.data
+
+
+@dataclass(frozen=True)
+class Readable:
+    """A message as its recipient reads it: the HTML page and the plain text."""
+
+    html: str
+    text: str
+
+
+class Composer:
+    """Builds every email the service sends: lessons, closing, confirmation and test sends."""
+
+    def __init__(
+        self,
+        config: Config,
+        factory: MessageFactory,
+        signer: LinkSigner,
+        dkim: DKIMSigner | None = None,
+    ) -> None:
+        self.config = config
+        self.factory = factory
+        self.signer = signer
+        self.dkim = dkim
+
+    # -- links ---------------------------------------------------------------------------------
+
+    def links(
+        self, who: Reference, now: datetime, *, message_id: str = "", lesson_id: str = ""
+    ) -> Personal:
+        """The manage and unsubscribe links of `who`, and read-online for `lesson_id`."""
+        signer = self.signer
+        online = ""
+        if lesson_id and lesson_id != CLOSING_ID:
+            online = signer.url("lesson", "lesson", [who, lesson_id], now)
+        return Personal(
+            message_id=message_id,
+            unsubscribe_url=signer.url("unsubscribe", "unsubscribe", who, now),
+            manage_url=signer.url("manage", "manage", who, now),
+            online_url=online,
+        )
+
+    def manage_url(self, who: Reference, now: datetime) -> str:
+        """The signed link to a subscriber's manage page."""
+        return self.signer.url("manage", "manage", who, now)
+
+    def message_id(self, subscriber: Subscriber, lesson_id: str) -> str:
+        """Derived, not random: a re-send after a crash carries the same Message-ID."""
+        return self.signer.message_id(
+            self.config.sender.domain,
+            subscriber.id,
+            subscriber.generation,
+            lesson_id,
+            subscriber.repeats,
+        )
+
+    # -- the kinds of email --------------------------------------------------------------------
+
+    def lesson(
+        self, subscriber: Subscriber, sequence: Sequence, lesson: Lesson, now: datetime
+    ) -> Composed:
+        """One lesson for one subscriber."""
+        prepared = self.factory.prepare_lesson(sequence, lesson)
+        message_id = self.message_id(subscriber, lesson.id)
+        links = self.links(subscriber.id, now, message_id=message_id, lesson_id=lesson.id)
+        return self._compose(prepared, _recipient(subscriber), links, now)
+
+    def closing(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:
+        """The short goodbye sent the day after the last lesson."""
+        prepared = self.factory.prepare_closing(sequence)
+        links = self.links(subscriber.id, now, message_id=self.message_id(subscriber, CLOSING_ID))
+        return self._compose(prepared, _recipient(subscriber), links, now)
+
+    def confirmation(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:
+        """The double opt-in email; always discreet, with no manage link before consent."""
+        prepared = self.factory.prepare_confirm(sequence, self.config.web.pending_days)
+        links = Personal(
+            message_id=self._random_id(),
+            unsubscribe_url=self.signer.url("unsubscribe", "unsubscribe", subscriber.id, now),
+            action_url=self.signer.url("confirm", "confirm", subscriber.id, now),
+        )
+        # Whoever filled in the form may not be the person who reads this inbox, so the one
+        # email sent before consent names nothing.
+        recipient = Recipient(subscriber.email or "", subscriber.name, discreet=True)
+        return self._compose(prepared, recipient, links, now)
+
+    def sample(
+        self, recipient: Recipient, sequence: Sequence, lesson: Lesson, now: datetime
+    ) -> tuple[Composed, Readable]:
+        """A lesson for a preview or a test send, with links that lead to no subscriber."""
+        prepared = self.factory.prepare_lesson(sequence, lesson)
+        who = f"sample:{recipient.email}"
+        links = self.links(who, now, message_id=self._random_id(), lesson_id=lesson.id)
+        composed = self._compose(prepared, recipient, links, now)
+        return composed, self._readable(prepared, recipient, links)
+
+    def online(
+        self,
+        subscriber: Subscriber,
+        sequence: Sequence,
+        lesson: Lesson,
+        now: datetime,
+        online_url: str,
+    ) -> Readable:
+        """A lesson exactly as this subscriber's email shows it, for reading in a browser."""
+        prepared = self.factory.prepare_lesson(sequence, lesson)
+        links = dataclasses.replace(self.links(subscriber.id, now), online_url=online_url)
+        return self._readable(prepared, _recipient(subscriber), links)
+
+    # -- assembly ------------------------------------------------------------------------------
+
+    def _compose(
+        self, prepared: PreparedMessage, recipient: Recipient, personal: Personal, now: datetime
+    ) -> Composed:
+        data = self.factory.build(prepared, recipient, personal, now)
+        if self.dkim is not None:
+            data = self.dkim.sign(data)
+        envelope = Envelope(self.config.sender.address, recipient.email, data)
+        return Composed(personal.message_id, envelope)
+
+    def _readable(
+        self, prepared: PreparedMessage, recipient: Recipient, personal: Personal
+    ) -> Readable:
+        html, text = self.factory.readable(prepared, recipient, personal)
+        return Readable(html, text)
+
+    def _random_id(self) -> str:
+        # Only for emails that are never re-sent by dispatch, so nothing needs to derive it.
+        return make_msgid(domain=self.config.sender.domain)
+
+
+def _recipient(subscriber: Subscriber) -> Recipient:
+    return Recipient(subscriber.email or "", subscriber.name, subscriber.discreet)

@@ -1,0 +1,209 @@
+"""The stages of one pass: claim → plan → N workers sending → recorder, joined by queues."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from guide.errors import TransportConfigError
+from guide.lessons import Sequence
+from guide.records import Outcome, Retry, Sent, Subscriber
+from scheduler.planner import Job
+
+if TYPE_CHECKING:
+    from scheduler.dispatch import Dispatcher, TickReport
+
+log = logging.getLogger(__name__)
+
+# How long finished sends may wait for a commit when fewer than commit_every have piled up.
+FLUSH_SECONDS = 0.25
+Claimed = tuple[list[Subscriber], dict[int, list[str]]]
+
+
+class Pass:
+    """One pass over everyone due at `now`; `run()` returns when all claimed work is recorded."""
+
+    def __init__(self, dispatcher: Dispatcher, now: datetime, report: TickReport) -> None:
+        self.d = dispatcher
+        self.settings = dispatcher.settings
+        self.now = now
+        self.report = report
+        self.sequences: dict[str, Sequence] = dispatcher.library.current()
+        connections = self.settings.connections
+        self.jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(connections * 8, 256))
+        self.outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self.claimed: asyncio.Queue[Claimed | None] = asyncio.Queue(maxsize=1)
+        self.unsent: list[int] = []
+        # At most this many outcomes may be sent but not yet committed: the most a crash can
+        # make us send twice (DESIGN.md: the duplicate window as small as physics allows).
+        self.window = asyncio.Semaphore(self.settings.commit_every + connections)
+
+    def _go_on(self) -> bool:
+        return not self.d.stopping.is_set() and self.d.stats.halted is None
+
+    async def run(self) -> None:
+        """Start the stages, feed them, and wind them down in order."""
+        recorder = asyncio.create_task(self.record())
+        workers = [asyncio.create_task(self.work()) for _ in range(self.settings.connections)]
+        claimer = asyncio.create_task(self.claim())
+        try:
+            await self.produce()
+            await claimer
+        finally:
+            if not claimer.done():
+                claimer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await claimer
+            for _ in workers:
+                await self.jobs.put(None)
+            await self.join_workers(workers)
+            self.outcomes.put_nowait(None)
+            await recorder
+            if self.unsent:
+                await self.d.store.release(self.d.node, self.unsent)
+
+    async def claim(self) -> None:
+        """Claim batches with a lease, one batch ahead of planning."""
+        # Running ahead lets the database round trips overlap the sending instead of stalling
+        # the workers between batches.
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        size = self.settings.batch_size
+        store = self.d.store
+        try:
+            while self._go_on():
+                batch = await store.claim_due(self.now, size, self.d.node, self.now + lease)
+                self.report.claimed += len(batch)
+                if not batch:
+                    return
+                await self.claimed.put((batch, await store.progress([s.id for s in batch])))
+                if len(batch) < size:
+                    return
+        finally:
+            await self.claimed.put(None)
+
+    async def produce(self) -> None:
+        """Plan each claimed subscriber; a job to the workers, or an outcome straight away."""
+        while (item := await self.claimed.get()) is not None:
+            batch, recorded = item
+            for sub in batch:
+                if not self._go_on():
+                    self.unsent.append(sub.id)
+                    continue
+                try:
+                    job = self.d.plan(sub, recorded[sub.id], self.sequences, self.now)
+                except Exception:
+                    log.exception("cannot prepare a message for subscriber %d", sub.id)
+                    continue
+                if job.envelope is None:
+                    await self.window.acquire()
+                    self.outcomes.put_nowait(self.d.policy.outcome(job, None, self.now))
+                else:
+                    await self.jobs.put(job)
+
+    async def work(self) -> None:
+        """One worker: one long-lived connection, one send at a time."""
+        connection = await self.d.transport.connect()
+        try:
+            while (job := await self.jobs.get()) is not None:
+                assert job.envelope is not None
+                if not self._go_on():
+                    self.unsent.append(job.subscriber.id)
+                    continue
+                await self.d.limiter.acquire()
+                await self.window.acquire()
+                try:
+                    result = await connection.send(job.envelope)
+                    self.outcomes.put_nowait(self.d.policy.outcome(job, result, self.now))
+                except TransportConfigError as err:
+                    self.window.release()
+                    self.d.halt(err)
+                    self.unsent.append(job.subscriber.id)
+                except Exception:
+                    self.window.release()
+                    # One bad subscriber (say, a timezone removed from tzdata) must not
+                    # stall the whole pass; the lease runs out and it is tried again.
+                    log.exception("sending to subscriber %d failed", job.subscriber.id)
+        finally:
+            await connection.close()
+
+    async def record(self) -> None:
+        """Commit outcomes in batches of commit_every, or after FLUSH_SECONDS at most."""
+        batch = _Batch(self, self.settings.commit_every)
+        loop = asyncio.get_running_loop()
+        deadline = 0.0
+        while True:
+            try:
+                if batch.pending:
+                    timeout = max(deadline - loop.time(), 0)
+                    item = await asyncio.wait_for(self.outcomes.get(), timeout)
+                else:
+                    item = await self.outcomes.get()
+                    deadline = loop.time() + FLUSH_SECONDS
+            except TimeoutError:
+                await batch.flush()
+                continue
+            # Take everything already waiting, so a busy pass commits in full batches.
+            while item is not None:
+                await batch.add(item)
+                if self.outcomes.empty():
+                    break
+                item = self.outcomes.get_nowait()
+            if item is None:
+                break
+        await batch.flush()
+
+    async def join_workers(self, workers: list[asyncio.Task[None]]) -> None:
+        """Wait for the workers; when stopping, cut them off after the grace period."""
+        pending = set(workers)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            if pending and self.d.stopping.is_set():
+                grace = self.settings.shutdown_grace_seconds
+                _, pending = await asyncio.wait(pending, timeout=grace)
+                for task in pending:
+                    task.cancel()
+                for task in pending:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                while not self.jobs.empty():
+                    job = self.jobs.get_nowait()
+                    if job is not None:
+                        self.unsent.append(job.subscriber.id)
+                return
+        for task in workers:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+class _Batch:
+    """Outcomes waiting for one commit; each holds a slot of the duplicate window."""
+
+    def __init__(self, run: Pass, size: int) -> None:
+        self.run = run
+        self.size = size
+        self.pending: list[Outcome] = []
+
+    async def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        self.run.report.results[label(outcome)] += 1
+        if len(self.pending) >= self.size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self.run.d.store.record(self.pending, self.run.now)
+            for _ in self.pending:
+                self.run.window.release()
+            self.pending = []
+
+
+def label(outcome: Outcome) -> str:
+    """The result name an outcome is counted under."""
+    if isinstance(outcome, Sent):
+        return "sent"
+    if isinstance(outcome, Retry):
+        return "retry"
+    return outcome.status

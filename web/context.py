@@ -1,0 +1,109 @@
+"""What every handler needs, handed in by the wiring: no handler builds a part of its own."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from delivery.compose import Composer
+from delivery.transports import Transport
+from guide.clock import Clock
+from guide.config import Config
+from guide.lessons import Sequence
+from guide.library import LessonLibrary
+from guide.store import Store
+from guide.tokens import LinkSigner
+from scheduler.stats import DispatchStats
+from web.csrf import csrf_token
+from web.limits import SlidingWindow
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
+
+
+@dataclass
+class WebContext:
+    """The parts the pages use, and the page renderer; one per application."""
+
+    config: Config
+    store: Store
+    library: LessonLibrary
+    composer: Composer
+    transport: Transport
+    clock: Clock
+    stats: DispatchStats
+    scheduler_running: Callable[[], bool] = lambda: True
+    env: Environment = field(init=False)
+    client_limit: SlidingWindow = field(init=False)
+    address_limit: SlidingWindow = field(init=False)
+    zones: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        web_config = self.config.web
+        clock = self.clock
+
+        def seconds() -> float:
+            return clock().timestamp()
+
+        self.client_limit = SlidingWindow(web_config.client_limit_per_hour, 3600, seconds)
+        self.address_limit = SlidingWindow(web_config.address_limit_per_day, 86400, seconds)
+        self.zones = sorted(z for z in zoneinfo.available_timezones() if "/" in z or z == "UTC")
+
+    @property
+    def signer(self) -> LinkSigner:
+        """The signer of every link a page makes or checks."""
+        return self.composer.signer
+
+    @property
+    def sequence(self) -> Sequence:
+        """The default sequence, as currently loaded."""
+        return self.library.current()[self.config.default_sequence]
+
+    def render(
+        self, request: web.Request, template: str, status: int = 200, **values: Any
+    ) -> web.Response:
+        """A page with the shared layout values and the CSRF token."""
+        footer = self.config.footer
+        page = self.env.get_template(template).render(
+            site_title=self.config.sender.discreet_name,
+            quick_exit_url=self.config.web.quick_exit_url,
+            crisis_resources=footer.crisis_resources,
+            emergency=footer.emergency,
+            disclaimer=footer.disclaimer,
+            csrf=csrf_token(request),
+            **values,
+        )
+        return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
+
+    def message(
+        self,
+        request: web.Request,
+        heading: str,
+        *paragraphs: str,
+        status: int = 200,
+        link: dict[str, str] | None = None,
+    ) -> web.Response:
+        """A simple page with a heading and a few paragraphs."""
+        return self.render(
+            request, "message.html", status, heading=heading, paragraphs=paragraphs, link=link
+        )
+
+
+CONTEXT = web.AppKey("context", WebContext)
+
+
+def context_of(request: web.Request) -> WebContext:
+    """The context of the application serving `request`."""
+    return request.app[CONTEXT]

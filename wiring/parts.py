@@ -1,0 +1,112 @@
+"""Build the service's parts from the configuration: store, lessons, composer, transport."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from delivery.compose import Composer
+from delivery.dkim import DKIMSigner
+from delivery.message import MessageFactory
+from delivery.transports import MaildirTransport, MemoryTransport, SMTPTransport, Transport
+from delivery.transports.process import ProcessTransport
+from guide.clock import Clock, system_clock
+from guide.config import Config
+from guide.library import LessonLibrary
+from guide.store import Store
+from guide.tokens import LinkSigner, make_signer
+from scheduler.dispatch import Dispatcher
+from web.context import WebContext
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def node_name() -> str:
+    """Who holds a lease: unique per process, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:64]
+
+
+def make_transport(config: Config) -> Transport:
+    """The transport the configuration names."""
+    if config.transport == "smtp":
+        if config.dispatch.sender_process:
+            return ProcessTransport(config)
+        return SMTPTransport(config.smtp)
+    if config.transport == "memory":
+        return MemoryTransport()
+    return MaildirTransport(config.maildir_path)
+
+
+def make_composer(config: Config, signer: LinkSigner | None = None) -> Composer:
+    """The composer every email goes through, signing with DKIM when it is configured."""
+    dkim = DKIMSigner(config.dkim) if config.dkim.enabled else None
+    factory = MessageFactory(config, TEMPLATES)
+    return Composer(config, factory, signer or make_signer(config), dkim)
+
+
+@dataclass
+class Parts:
+    """Everything a command needs, built once from the configuration."""
+
+    config: Config
+    store: Store
+    library: LessonLibrary
+    composer: Composer
+    transport: Transport
+    dispatcher: Dispatcher
+
+    @property
+    def signer(self) -> LinkSigner:
+        """The link signer of this deployment."""
+        return self.composer.signer
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every part reads."""
+        return self.dispatcher.clock
+
+    async def close(self) -> None:
+        """Release this node's leases and close the database."""
+        await self.store.release(self.dispatcher.node)
+        await self.transport.close()
+        await self.store.close()
+
+
+async def build(
+    config: Config, *, clock: Clock = system_clock, transport: Transport | None = None
+) -> Parts:
+    """Open the store (migrating it), load lessons, and wire the dispatcher."""
+    library = LessonLibrary(config.lessons_dir)
+    library.load()
+    store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
+    transport = transport or make_transport(config)
+    if isinstance(transport, MaildirTransport):
+        transport.ensure()
+    composer = make_composer(config)
+    dispatcher = Dispatcher(
+        config=config,
+        store=store,
+        library=library,
+        composer=composer,
+        transport=transport,
+        clock=clock,
+        node=node_name(),
+    )
+    return Parts(config, store, library, composer, transport, dispatcher)
+
+
+def web_context(parts: Parts, scheduler_running: Callable[[], bool] = lambda: True) -> WebContext:
+    """What the web pages need, from the parts."""
+    return WebContext(
+        config=parts.config,
+        store=parts.store,
+        library=parts.library,
+        composer=parts.composer,
+        transport=parts.transport,
+        clock=parts.clock,
+        stats=parts.dispatcher.stats,
+        scheduler_running=scheduler_running,
+    )

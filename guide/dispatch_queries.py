@@ -93,70 +93,11 @@ class DispatchQueries:
         stops = [o for o in outcomes if isinstance(o, Stop)]
         async with self.engine.begin() as conn:
             if sent:
-                await conn.execute(
-                    insert_ignore(self.dialect),
-                    [
-                        {
-                            "subscriber_id": o.subscriber_id,
-                            "generation": o.generation,
-                            "lesson_id": o.lesson_id,
-                            "kind": "sent",
-                            "message_id": o.message_id,
-                            "sent_at": o.sent_at,
-                        }
-                        for o in sent
-                    ],
-                )
-                await _settle(
-                    conn,
-                    now,
-                    [
-                        {
-                            "b_id": o.subscriber_id,
-                            "b_sent": o.sent_at,
-                            "b_next": None if o.completed else o.next_due_at,
-                            "b_status": "completed" if o.completed else "active",
-                        }
-                        for o in sent
-                    ],
-                    last_sent_at=bindparam("b_sent"),
-                    next_due_at=bindparam("b_next"),
-                    status=bindparam("b_status"),
-                    attempts=0,
-                    first_failure_at=None,
-                    last_error=None,
-                )
+                await self._record_sent(conn, sent, now)
             if retries:
-                await _settle(
-                    conn,
-                    now,
-                    [
-                        {
-                            "b_id": o.subscriber_id,
-                            "b_next": o.next_due_at,
-                            "b_attempts": o.attempts,
-                            "b_first": o.first_failure_at,
-                            "b_error": o.error,
-                        }
-                        for o in retries
-                    ],
-                    next_due_at=bindparam("b_next"),
-                    attempts=bindparam("b_attempts"),
-                    first_failure_at=bindparam("b_first"),
-                    last_error=bindparam("b_error"),
-                )
+                await _record_retries(conn, retries, now)
             if stops:
-                await _settle(
-                    conn,
-                    now,
-                    [
-                        {"b_id": o.subscriber_id, "b_status": o.status, "b_error": o.error}
-                        for o in stops
-                    ],
-                    status=bindparam("b_status"),
-                    last_error=bindparam("b_error"),
-                    next_due_at=None,
-                )
+                await _record_stops(conn, stops, now)
             stopped = stops + [
                 Stop(o.subscriber_id, "completed", None) for o in sent if o.completed
             ]
@@ -175,6 +116,41 @@ class DispatchQueries:
                         for o in stopped
                     ],
                 )
+
+    async def _record_sent(self, conn: AsyncConnection, sent: list[Sent], now: datetime) -> None:
+        await conn.execute(
+            insert_ignore(self.dialect),
+            [
+                {
+                    "subscriber_id": o.subscriber_id,
+                    "generation": o.generation,
+                    "lesson_id": o.lesson_id,
+                    "kind": "sent",
+                    "message_id": o.message_id,
+                    "sent_at": o.sent_at,
+                }
+                for o in sent
+            ],
+        )
+        await _settle(
+            conn,
+            now,
+            [
+                {
+                    "b_id": o.subscriber_id,
+                    "b_sent": o.sent_at,
+                    "b_next": None if o.completed else o.next_due_at,
+                    "b_status": "completed" if o.completed else "active",
+                }
+                for o in sent
+            ],
+            last_sent_at=bindparam("b_sent"),
+            next_due_at=bindparam("b_next"),
+            status=bindparam("b_status"),
+            attempts=0,
+            first_failure_at=None,
+            last_error=None,
+        )
 
     async def purge_pending(self, created_before: datetime) -> int:
         """Delete sign-ups never confirmed: without consent, nothing about them is kept."""
@@ -217,3 +193,35 @@ def insert_ignore(dialect: str) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(deliveries).on_conflict_do_nothing()
     return sqlite.insert(deliveries).on_conflict_do_nothing()
+
+
+async def _record_retries(conn: AsyncConnection, retries: list[Retry], now: datetime) -> None:
+    await _settle(
+        conn,
+        now,
+        [
+            {
+                "b_id": o.subscriber_id,
+                "b_next": o.next_due_at,
+                "b_attempts": o.attempts,
+                "b_first": o.first_failure_at,
+                "b_error": o.error,
+            }
+            for o in retries
+        ],
+        next_due_at=bindparam("b_next"),
+        attempts=bindparam("b_attempts"),
+        first_failure_at=bindparam("b_first"),
+        last_error=bindparam("b_error"),
+    )
+
+
+async def _record_stops(conn: AsyncConnection, stops: list[Stop], now: datetime) -> None:
+    await _settle(
+        conn,
+        now,
+        [{"b_id": o.subscriber_id, "b_status": o.status, "b_error": o.error} for o in stops],
+        status=bindparam("b_status"),
+        last_error=bindparam("b_error"),
+        next_due_at=None,
+    )

@@ -12,10 +12,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Connection,
-    and_,
     delete,
     event,
-    func,
     insert,
     select,
     update,
@@ -30,12 +28,13 @@ from guide.records import (
     email_hash,
     normalize_email,
 )
+from guide.reports import ReportQueries
 from guide.schema import deliveries, events, subscribers
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class Store(DispatchQueries):
+class Store(DispatchQueries, ReportQueries):
     """Every database operation the service performs (dispatch ones in DispatchQueries)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -326,55 +325,6 @@ class Store(DispatchQueries):
                 .values(repeats=subscribers.c.repeats + 1)
             )
             return str(row.lesson_id)
-
-    # -- reporting ---------------------------------------------------------------------------
-
-    async def report(
-        self, now: datetime, hour_later: datetime, day_before: datetime
-    ) -> dict[str, Any]:
-        """Figures for `status` and /metrics."""
-        s = subscribers.c
-        async with self.engine.connect() as conn:
-            counted = await conn.execute(select(s.status, func.count()).group_by(s.status))
-            by_status: dict[str, int] = {str(key): int(n) for key, n in counted.all()}
-            active_due = and_(s.status == "active", s.next_due_at <= now)
-            due_now = (await conn.execute(select(func.count()).where(active_due))).scalar_one()
-            due_hour = (
-                await conn.execute(
-                    select(func.count()).where(
-                        s.status == "active", s.next_due_at > now, s.next_due_at <= hour_later
-                    )
-                )
-            ).scalar_one()
-            # ORDER BY … LIMIT 1 rather than MIN(): the column type then converts the value.
-            oldest = (
-                await conn.execute(
-                    select(s.next_due_at).where(active_due).order_by(s.next_due_at).limit(1)
-                )
-            ).scalar()
-            sent_day = (
-                await conn.execute(
-                    select(func.count()).where(
-                        deliveries.c.kind == "sent", deliveries.c.sent_at > day_before
-                    )
-                )
-            ).scalar_one()
-            retrying = (
-                await conn.execute(select(func.count()).where(s.status == "active", s.attempts > 0))
-            ).scalar_one()
-        return {
-            "by_status": by_status,
-            "due_now": int(due_now),
-            "due_next_hour": int(due_hour),
-            "sent_last_24h": int(sent_day),
-            "failures": {
-                "retrying": int(retrying),
-                "bounced": int(by_status.get("bounced", 0)),
-                "held": int(by_status.get("held", 0)),
-                "undeliverable": int(by_status.get("undeliverable", 0)),
-            },
-            "oldest_overdue": oldest,
-        }
 
 
 async def _status_of(conn: AsyncConnection, subscriber_id: int) -> str | None:

@@ -7,20 +7,17 @@ import sys
 import webbrowser
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import make_msgid
 from pathlib import Path
 from typing import TextIO
 
 from delivery.headers import check_header_text
-from delivery.message import MessageFactory, Personal, Recipient
+from delivery.message import Recipient
 from delivery.transports import Envelope
 from guide.config import Config
 from guide.errors import GuideError
 from guide.lessons import Lesson, Sequence, check_library
-from guide.tokens import LinkSigner, make_signer
-from wiring import make_transport
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+from guide.tokens import LinkSigner
+from wiring import make_composer, make_transport
 
 
 @dataclass(frozen=True)
@@ -91,28 +88,19 @@ def render_sample(
     config: Config,
     sequence: Sequence,
     day: int,
-    signer: LinkSigner,
+    signer: LinkSigner | None = None,
     *,
     to: str = "reader@example.org",
     name: str = "Sam",
     discreet: bool = False,
     now: datetime | None = None,
 ) -> SampleMessage:
-    """Render day `day` as subscriber `name` <`to`> would receive it."""
+    """Render day `day` as subscriber `name` <`to`> would receive it, through the composer."""
     now = now or datetime.now(UTC)
     lesson = sequence.lesson_on_day(day)
-    factory = MessageFactory(config, TEMPLATES)
-    prepared = factory.prepare_lesson(sequence, lesson)
-    sample_id = f"sample:{to}"
-    personal = Personal(
-        message_id=make_msgid(domain=config.sender.domain),
-        unsubscribe_url=signer.url("unsubscribe", "unsubscribe", sample_id, now),
-        manage_url=signer.url("manage", "manage", sample_id, now),
-        online_url=signer.url("lesson", "lesson", [sample_id, lesson.id], now),
-    )
-    data = factory.build(prepared, Recipient(to, name, discreet), personal, now)
-    html, text = factory.readable(prepared, Recipient(to, name, discreet), personal)
-    return SampleMessage(lesson, day, data, html, text)
+    composer = make_composer(config, signer)
+    composed, readable = composer.sample(Recipient(to, name, discreet), sequence, lesson, now)
+    return SampleMessage(lesson, day, composed.data, readable.html, readable.text)
 
 
 def lessons_preview(
@@ -157,9 +145,7 @@ def send_test(
     except GuideError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sample = render_sample(
-        config, sequence, day, make_signer(config), to=to, name=name, discreet=discreet
-    )
+    sample = render_sample(config, sequence, day, to=to, name=name, discreet=discreet)
     envelope = Envelope(config.sender.address, to, sample.data)
 
     async def deliver() -> str:

@@ -34,7 +34,7 @@ class Problem:
         return f"{self.file}:{self.line}: {field}{self.message}"
 
 
-class LessonError(GuideError):
+class LessonError(GuideError, ValueError):
     """One or more lesson files are invalid; `problems` lists every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -63,3 +63,7 @@ class TokenError(GuideError, ValueError):
     def __init__(self, expired: bool) -> None:
         self.expired = expired
         super().__init__("link expired" if expired else "invalid link")
+
+
+class LifecycleError(GuideError, ValueError):
+    """A subscriber action does not apply to this subscriber in their current state."""

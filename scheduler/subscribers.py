@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from guide.errors import GuideError
+from guide.errors import LifecycleError
 from guide.lessons import Sequence
 from guide.progress import CLOSING_ID, choose_next
 from guide.records import NewSubscriber, Subscriber
@@ -16,10 +16,6 @@ from scheduler.schedule import next_send_time, parse_send_time
 # Statuses from which `resume` makes someone active again (an operator's decision for the last
 # three: the relay refused them, and only a person can tell whether that has changed).
 RESUMABLE = ("paused", "held", "undeliverable", "bounced", "completed")
-
-
-class LifecycleError(GuideError):
-    """The action does not apply to this subscriber in their current state."""
 
 
 def first_due(

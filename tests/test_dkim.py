@@ -1,4 +1,4 @@
-"""Every kind of email is DKIM-signed when DKIM is configured: lessons, closing, confirmation, send-test.
+"""Every kind of email is DKIM-signed when DKIM is configured: lesson, closing, confirm, test.
 
 Each message is verified with dkimpy against the public key, served by a DNS function in the
 test, so a missing or broken signature fails here whichever path built the message.
@@ -175,16 +175,15 @@ async def test_the_confirmation_email_is_signed(
 def test_send_test_is_signed(tmp_path: Path, key: Key) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"lessons:\n  dir: {REPO / 'lessons'}\n"
-        f"dkim:\n  selector: {SELECTOR}\n  domain: {DOMAIN}\n",
+        f"lessons:\n  dir: {REPO / 'lessons'}\ndkim:\n  selector: {SELECTOR}\n  domain: {DOMAIN}\n",
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRG_")}
     env["DRG_DKIM_PRIVATE_KEY"] = key.pem.decode()
     env["DRG_LINK_SECRET"] = "a-test-secret-that-is-long-enough-for-links-0123456789"
+    command = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
     result = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "--config", str(config), "send-test", "1"]
-        + ["--to", "admin@example.org"],
+        [*command, "send-test", "1", "--to", "admin@example.org"],
         capture_output=True,
         text=True,
         env=env,

@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, insert, select
 
 from delivery.transports import MemoryTransport, SendResult, Status
+from guide.errors import LifecycleError
 from guide.lessons import Sequence
 from guide.records import NewSubscriber, Stop, Subscriber, email_hash
 from guide.schema import subscribers
@@ -110,7 +111,7 @@ async def test_pause_stops_sending_and_resume_reschedules_and_clears_failures(w:
 
     paused = await life.pause(w.store, failing, now=w.clock.now, actor="web")
     assert paused.status == "paused" and paused.next_due_at is None
-    with pytest.raises(life.LifecycleError, match="only active"):
+    with pytest.raises(LifecycleError, match="only active"):
         await life.pause(w.store, paused, now=w.clock.now, actor="web")
     w.clock.now = datetime(2026, 3, 4, 6, 30, tzinfo=UTC)
     assert (await w.parts.dispatcher.tick()).claimed == 0
@@ -121,7 +122,7 @@ async def test_pause_stops_sending_and_resume_reschedules_and_clears_failures(w:
     assert resumed.status == "active"
     assert resumed.next_due_at == datetime(2026, 3, 5, 6, 30, tzinfo=UTC)
     assert (resumed.attempts, resumed.first_failure_at, resumed.last_error) == (0, None, None)
-    with pytest.raises(life.LifecycleError, match="cannot resume"):
+    with pytest.raises(LifecycleError, match="cannot resume"):
         await life.resume(w.store, resumed, w.sequences, now=w.clock.now, actor="web")
     assert day_of(await deliver(w, sub.id)) == 1
     assert w.clock.now == datetime(2026, 3, 5, 6, 30, tzinfo=UTC)
@@ -154,7 +155,7 @@ async def test_restart_begins_again_from_day_one_with_new_message_ids(w: World) 
     ]
     assert (await audit(w, sub.id))[-1] == ("active", "active", "cli", "restarted")
     gone = await life.unsubscribe(w.store, await get(w, sub.id), now=w.clock.now, actor="cli")
-    with pytest.raises(life.LifecycleError, match="unsubscribed"):
+    with pytest.raises(LifecycleError, match="unsubscribed"):
         await life.restart(w.store, gone, w.sequences, now=w.clock.now, actor="cli")
 
 
@@ -170,7 +171,7 @@ async def test_a_skipped_lesson_is_never_sent_and_nothing_left_cannot_be_skipped
         assert await life.skip(w.store, current, w.sequences, now=w.clock.now, actor="web") == (
             expected
         )
-    with pytest.raises(life.LifecycleError, match="no lesson left"):
+    with pytest.raises(LifecycleError, match="no lesson left"):
         await life.skip(w.store, await get(w, sub.id), w.sequences, now=w.clock.now, actor="web")
     closing = await deliver(w, sub.id)
     assert day_of(closing) is None  # the closing email
@@ -184,7 +185,7 @@ async def test_a_skipped_lesson_is_never_sent_and_nothing_left_cannot_be_skipped
 
 async def test_repeat_sends_the_last_lesson_again_under_a_new_message_id(w: World) -> None:
     sub = await add(w, "repeat@example.org")
-    with pytest.raises(life.LifecycleError, match="no lesson has been sent"):
+    with pytest.raises(LifecycleError, match="no lesson has been sent"):
         await life.repeat(w.store, sub, w.sequences, now=w.clock.now, actor="web")
     first = await deliver(w, sub.id)
     current = await get(w, sub.id)
@@ -208,7 +209,7 @@ async def test_repeat_after_a_skip_is_refused_rather_than_sending_something_else
     sub = await add(w, "skip-repeat@example.org")
     await deliver(w, sub.id)
     await life.skip(w.store, await get(w, sub.id), w.sequences, now=w.clock.now, actor="web")
-    with pytest.raises(life.LifecycleError, match="skipped"):
+    with pytest.raises(LifecycleError, match="skipped"):
         await life.repeat(w.store, await get(w, sub.id), w.sequences, now=w.clock.now, actor="web")
     assert day_of(await deliver(w, sub.id)) == 3  # the skip still holds
 
@@ -280,7 +281,7 @@ async def test_erase_removes_personal_data_and_history_but_keeps_the_hash(w: Wor
     again, created = await life.add(w.store, new, now=w.clock.now, actor="web")
     assert created is False and again == erased
     for action in (life.skip, life.repeat, life.restart, life.resume):
-        with pytest.raises(life.LifecycleError, match="erased"):
+        with pytest.raises(LifecycleError, match="erased"):
             await action(w.store, erased, w.sequences, now=w.clock.now, actor="cli")
     assert (await get(w, sub.id)) == erased
     w.clock.now = START + timedelta(days=5)

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from guide.errors import TokenError
+from guide.errors import LifecycleError, TokenError
 from guide.progress import lessons_sent
 from guide.validate import ValidationError, check_send_time, check_timezone
 from scheduler import subscribers as life
@@ -110,7 +110,7 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
                 send_time=send_time,
                 discreet=form.get("discreet") == "yes",
             )
-    except life.LifecycleError as err:
+    except LifecycleError as err:
         return context.message(
             request,
             "That did not change anything",

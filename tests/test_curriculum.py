@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from guide.lessons import Lesson, Sequence, load_library
+from tests.tools.fingerprint_seed import RUN, fingerprint, normalise, read_fingerprints, runs
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = REPO / "lessons"
-# The clone of the repository has the shared folder beside it (/work/main and /work/shared).
-SEED = REPO.parent / "shared" / "seed" / "no-contact-article.txt"
+# Hashed 8-word runs of the source article, not the article: its sentences stay out of the repo.
+SEED_FINGERPRINTS = REPO / "tests" / "data" / "seed-fingerprints.txt"
 
 PHASE_DAYS = [
     ("going-no-contact", 1, 4),
@@ -35,7 +36,6 @@ REVEALING = (
     "trauma",
     "therap",
 )
-RUN = 8
 
 
 @pytest.fixture(scope="module")
@@ -45,26 +45,15 @@ def sequence() -> Sequence:
 
 
 @pytest.fixture(scope="module")
-def seed_text() -> str:
-    """The source article; its absence is a failure, never a skip."""
-    if not SEED.is_file():
+def seed_fingerprints() -> frozenset[str]:
+    """The source article's fingerprints; their absence is a failure, never a skip."""
+    if not SEED_FINGERPRINTS.is_file():
         pytest.fail(
-            f"seed article not found at {SEED}: the originality check needs shared/seed/ "
-            "beside the repository",
+            f"{SEED_FINGERPRINTS} is missing: rebuild it with "
+            "`python -m tests.tools.fingerprint_seed <article.txt>`",
             pytrace=False,
         )
-    return SEED.read_text(encoding="utf-8")
-
-
-def normalise(text: str) -> list[str]:
-    """Lower-case words with punctuation and apostrophes removed."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("'", "")
-    return re.sub(r"[^\w\s]", " ", text).split()
-
-
-def runs(words: list[str], size: int = RUN) -> set[tuple[str, ...]]:
-    """Every run of `size` consecutive words."""
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+    return frozenset(read_fingerprints(SEED_FINGERPRINTS))
 
 
 def fields(lesson: Lesson) -> dict[str, str]:
@@ -138,20 +127,34 @@ def test_normalise_treats_apostrophes_and_punctuation_alike() -> None:
     ]
 
 
-def test_no_eight_word_run_from_the_seed(sequence: Sequence, seed_text: str) -> None:
-    seed_runs = runs(normalise(seed_text))
-    assert len(seed_runs) > 1000, "the seed article looks truncated"
-    copied = [
-        f"{lesson.id} ({field}): {' '.join(run)}"
+def copied_runs(sequence: Sequence, seed: frozenset[str]) -> list[str]:
+    """Every run of lesson text whose fingerprint is the seed's, as `file (field): words`."""
+    return [
+        f"{lesson.path.relative_to(REPO)} ({field}): {' '.join(run)}"
         for lesson in sequence.lessons
         for field, text in fields(lesson).items()
-        for run in sorted(runs(normalise(text)) & seed_runs)
+        for run in sorted(runs(normalise(text)))
+        if fingerprint(run) in seed
     ]
+
+
+def test_no_eight_word_run_from_the_seed(
+    sequence: Sequence, seed_fingerprints: frozenset[str]
+) -> None:
+    assert len(seed_fingerprints) > 1000, "the seed fingerprints look truncated"
+    copied = copied_runs(sequence, seed_fingerprints)
     assert copied == [], "lesson text copies the seed article:\n" + "\n".join(copied)
 
 
-def test_the_run_check_can_fail(seed_text: str) -> None:
-    # A sentence lifted from the seed (with its punctuation changed) must be caught.
-    first_sentence = next(line for line in seed_text.splitlines() if len(line.split()) > 12)
-    lifted = first_sentence.replace("'", "\u2019").upper()
-    assert runs(normalise(lifted)) & runs(normalise(seed_text))
+def test_the_run_check_can_fail(sequence: Sequence, seed_fingerprints: frozenset[str]) -> None:
+    # The article cannot be recovered from its hashes, so plant a canary instead: a run of a
+    # lesson's body added to the seed's fingerprints must be reported, with file and words.
+    lesson = sequence.lessons[0]
+    canary = normalise(lesson.body)[10 : 10 + RUN]
+    planted = seed_fingerprints | {fingerprint(canary)}
+    report = copied_runs(sequence, planted)
+    assert f"{lesson.path.relative_to(REPO)} (body): {' '.join(canary)}" in report
+    # The same words re-punctuated, upper-cased and with a curly apostrophe still match.
+    first, *rest = canary
+    lifted = "\u201c" + " \u2014 ".join([f"{first[0]}\u2019{first[1:]}", *rest]).upper() + "!\u201d"
+    assert {fingerprint(run) for run in runs(normalise(lifted))} & planted

@@ -1,0 +1,1 @@
+"""Small maintainer tools that build the test suite's data."""

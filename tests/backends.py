@@ -1,32 +1,48 @@
-"""Every store test runs on each backend: a SQLite file, and PostgreSQL when one is provided.
+"""Every store test runs on each backend: a SQLite file, and a real PostgreSQL.
 
-PostgreSQL comes from $DRG_TEST_POSTGRES_URL (postgresql+asyncpg://…; `.ci/run` starts a
-server and sets it). Without it the PostgreSQL cases are skipped with that reason shown in
-the summary, except in CI (CI=true), where a missing server is a failure.
+PostgreSQL comes from $DRG_TEST_POSTGRES_URL (postgresql+asyncpg://…) when it is set;
+otherwise the session starts a throwaway server of its own (tests/pgserver.py) as soon as the
+first PostgreSQL case needs one, and stops it at the end. Without PostgreSQL's server binaries
+the PostgreSQL cases are skipped with that reason shown in the summary, except in CI
+(CI=true), where they fail: CI must never pass without them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.pgserver import find_bindir, start_server
+
 POSTGRES_ENV = "DRG_TEST_POSTGRES_URL"
 
 
-def postgres_url() -> str:
-    """The test server's URL, or a skip (a failure in CI)."""
-    url = os.environ.get(POSTGRES_ENV, "")
-    if not url:
-        message = f"PostgreSQL tests need ${POSTGRES_ENV} (set by .ci/run)"
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The URL of $DRG_TEST_POSTGRES_URL or of a server started for this session."""
+    override = os.environ.get(POSTGRES_ENV, "")
+    if override:
+        yield override
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        message = (
+            "PostgreSQL tests need PostgreSQL's server binaries (initdb, pg_ctl: "
+            f"`apt-get install postgresql`) or ${POSTGRES_ENV}"
+        )
         if os.environ.get("CI"):
-            pytest.fail(message)
+            pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    return url
+    server = start_server(bindir)
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 async def reset_postgres(url: str) -> None:
@@ -44,6 +60,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield ""
         return
-    url = postgres_url()
+    # Asked for here, not as an argument, so SQLite-only runs never start a server.
+    url: str = request.getfixturevalue("postgres_server_url")
     await reset_postgres(url)
     yield url

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from guide.errors import LifecycleError, TokenError
 from guide.progress import lessons_sent
-from guide.validate import ValidationError, check_send_time, check_timezone
+from guide.text import ValidationError, check_send_time, check_timezone
 from scheduler import subscribers as life
 from web.context import context_of
 from web.csrf import check_csrf

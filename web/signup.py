@@ -11,7 +11,7 @@ from aiohttp import web
 
 from guide.errors import TokenError
 from guide.records import NewSubscriber, Subscriber
-from guide.validate import (
+from guide.text import (
     ValidationError,
     check_email,
     check_name,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class GuideError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
-class ConfigError(GuideError):
+class ConfigError(GuideError, ValueError):
     """A configuration value is missing or wrong; names the key path."""
 
     def __init__(self, key: str, message: str, *, source: str | None = None) -> None:
@@ -18,6 +19,17 @@ class ConfigError(GuideError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key}: {message}")
+
+
+class YAMLSyntaxError(GuideError, ValueError):
+    """A file is not valid YAML; carries 1-based line and column."""
+
+    def __init__(self, path: Path, line: int, column: int, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.message = message
+        super().__init__(f"{path}:{line}:{column}: {message}")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from guide.errors import YAMLSyntaxError
+
 
 class Mapping(dict[str, Any]):
     """A YAML mapping that also knows the 1-based line of each key and of the mapping."""
@@ -80,17 +82,6 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 
 _CONTEXT_IS_THE_MISTAKE = ("while scanning a simple key", "while scanning a quoted scalar")
-
-
-class YAMLSyntaxError(Exception):
-    """A file is not valid YAML; carries 1-based line and column."""
-
-    def __init__(self, path: Path, line: int, column: int, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.column = column
-        self.message = message
-        super().__init__(f"{path}:{line}:{column}: {message}")
 
 
 def load_yaml(path: Path) -> Any:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from email.header import Header
 from email.utils import formataddr
 
 from guide.errors import HeaderInjectionError
+from guide.text import ONE_LINE, is_one_line, to_one_line
 
-# CR and LF, plus every other character Unicode or a mail parser may treat as a line break.
-_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Longer or non-ASCII display names become encoded words; formataddr would make one word of any
 # length, and an unbreakable word can push a header line past RFC 5322's 998 octets.
 _PLAIN_NAME_MAX = 64
@@ -18,14 +15,14 @@ _PLAIN_NAME_MAX = 64
 
 def check_header_text(value: str, what: str) -> str:
     """Return `value` unchanged, or raise HeaderInjectionError if it holds a line break."""
-    if _BREAKS.search(value) or _CONTROL.search(value):
-        raise HeaderInjectionError(f"{what} must be one line without control characters")
+    if not is_one_line(value):
+        raise HeaderInjectionError(f"{what} {ONE_LINE}")
     return value
 
 
 def clean_header_text(value: str) -> str:
     """Remove line breaks and control characters (defence in depth at send time)."""
-    return " ".join(_CONTROL.sub(" ", _BREAKS.sub(" ", value)).split())
+    return to_one_line(value)
 
 
 def encode_text(name: str, value: str) -> bytes:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guide.errors import LessonError, Problem
+from guide.errors import LessonError, Problem, YAMLSyntaxError
 from guide.render import check_body
-from guide.yamlsrc import Mapping, SourceList, YAMLSyntaxError, load_yaml
+from guide.text import LINE_BREAKS, unsafe_characters
+from guide.yamlsrc import Mapping, SourceList, load_yaml
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CADENCE = re.compile(r"^every ([1-9][0-9]?) days?$")
@@ -140,9 +141,11 @@ class _FileChecker:
         if not value.strip():
             self.add(line, key, "must not be empty")
             return ""
-        if one_line and any(ch in value for ch in "\r\n\x0b\x0c\x85\u2028\u2029"):
+        unsafe = unsafe_characters(value, multiline=not one_line)
+        breaks = unsafe & LINE_BREAKS if one_line else set()
+        if breaks:
             self.add(line, key, "must be one line")
-        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        if unsafe - breaks:
             self.add(line, key, "contains a control character")
         return value.strip() if one_line else value
 

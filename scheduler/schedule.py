@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from guide.text import parse_time_of_day
 
 __all__ = [
     "backoff_delay",
@@ -23,8 +24,6 @@ _BACKOFF = (
     timedelta(hours=2),
     timedelta(hours=6),
 )
-# [0-9], not \d: \d would also accept non-ASCII digits such as "٠٩:٠٥".
-_SEND_TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -107,7 +106,4 @@ def retry_at(
 
 def parse_send_time(text: str) -> time:
     """Parse 'HH:MM' (24-hour, zero-padded hour optional) into a time, else ValueError."""
-    match = _SEND_TIME.fullmatch(text)
-    if match is None:
-        raise ValueError(f"send time must be a 24-hour time HH:MM, got {text!r}")
-    return time(int(match[1]), int(match[2]))
+    return parse_time_of_day(text, "send time")

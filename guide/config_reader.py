@@ -1,176 +1,208 @@
-"""Typed reading of config.yaml: key paths in errors, value checks, and secrets."""
+"""Reading config.yaml into the configuration classes: errors name key path and line; secrets."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from collections.abc import Mapping as AbstractMapping
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, get_args, get_origin
 
+import pydantic
+from pydantic import TypeAdapter
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from guide.config_fields import UNKNOWN_KEY, FromKey, FromSecret, expected, marker, plain
 from guide.errors import ConfigError
-from guide.yamlsrc import Mapping
+from guide.yamlsrc import Mapping, SourceList
 
 T = TypeVar("T")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+K = TypeVar("K")
+_RULE = "config_rule"
+_MAPPING_ERRORS = frozenset(
+    ("dataclass_type", "dataclass_exact_type", "model_type", "model_attributes_type", "dict_type")
+)
+# Reported only because an earlier field failed; the earlier error is the one to show.
+_CONSEQUENCES = frozenset(("default_factory_not_called",))
+Loc = tuple[str | int, ...]
 
 
-class Section:
-    """Typed access to one mapping of the YAML, reporting errors by key path."""
+def rule_error(message: str) -> PydanticCustomError:
+    """An error whose message is given, for a check no type or bound can state."""
+    return PydanticCustomError(_RULE, message)
 
-    def __init__(self, data: Any, path: str, source: str, line: int = 1) -> None:
-        if data is None:
-            data = Mapping()
-        if not isinstance(data, dict):
-            raise ConfigError(
-                path or "(top level)", "must be a mapping of keys", source=f"{source}:{line}"
-            )
-        self.data: dict[str, Any] = data
-        self.path = path
+
+def fields_of(owner: Any) -> dict[str, FieldInfo]:
+    """The fields of a pydantic dataclass or model (none for anything else)."""
+    found = getattr(owner, "__pydantic_fields__", None)
+    return found if isinstance(found, dict) else {}
+
+
+class ConfigFile:
+    """One parsed config.yaml, turned into configuration classes with errors at file:line."""
+
+    def __init__(
+        self, data: Any, *, source: str, base: Path, env: AbstractMapping[str, str]
+    ) -> None:
+        self.data = Mapping() if data is None else data
         self.source = source
-        self.used: set[str] = set()
+        self.base = base
+        self.env = env
 
-    def key(self, name: str) -> str:
-        """The full key path of `name`, e.g. smtp.port."""
-        return f"{self.path}.{name}" if self.path else name
+    def build(self, root: type[T], keys: type[K]) -> tuple[T, K]:
+        """The file validated as `root`, and as `keys`: the keys it holds under other names."""
+        values, other = self._split(self.data, root, keys, ())
+        file_keys = self._validate(keys, other)
+        if isinstance(values, dict):
+            self._derive(root, file_keys, values, ())
+        return self._validate(root, values), file_keys
 
-    def where(self, name: str) -> str:
-        """file:line of `name` (or of this section when the key is absent)."""
-        return f"{self.source}:{self._line(name)}"
+    def where(self, key: str) -> str:
+        """file:line of a dotted key path (the line of its section when the key is absent)."""
+        return f"{self.source}:{self._locate(tuple(key.split('.')))[1]}"
 
-    def error(self, name: str, message: str) -> ConfigError:
-        """A ConfigError for `name`, with its key path and file:line."""
-        return ConfigError(self.key(name), message, source=self.where(name))
+    def error(self, key: str, message: str) -> ConfigError:
+        """A ConfigError for a dotted key path, at its file:line."""
+        return ConfigError(key, message, source=self.where(key))
 
-    def get(self, name: str, default: T, check: Callable[[Any], T], expected: str) -> T:
-        """The checked value of `name`, or `default` when absent; `expected` on a bad value."""
-        self.used.add(name)
-        if name not in self.data or self.data[name] is None:
-            return default
-        try:
-            return check(self.data[name])
-        except (TypeError, ValueError) as err:
-            raise self.error(name, expected) from err
-
-    def section(self, name: str) -> Section:
-        """The nested mapping `name` (empty when absent)."""
-        self.used.add(name)
-        return Section(self.data.get(name), self.key(name), self.source, self._line(name))
-
-    def _line(self, name: str) -> int:
-        return self.data.line_of(name) if isinstance(self.data, Mapping) else 1
-
-    def finish(self) -> None:
-        """Refuse keys nobody asked for: a misspelt key must not be silently ignored."""
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (misspelt? see the comments in config.yaml)")
-
-
-def as_string(value: Any) -> str:
-    """A string, as is."""
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
-def int_range(low: int, high: int) -> Callable[[Any], int]:
-    """A check for an integer from `low` to `high` (booleans are not integers here)."""
-
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(value)
-        return value
-
-    return check
-
-
-def number_range(low: float, high: float) -> Callable[[Any], float]:
-    """A check for a number from `low` to `high`."""
-
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(value)
-        if not low <= value <= high:
-            raise ValueError(value)
-        return float(value)
-
-    return check
-
-
-def as_boolean(value: Any) -> bool:
-    """true or false, nothing else."""
-    if not isinstance(value, bool):
-        raise TypeError(value)
-    return value
-
-
-def choice(options: tuple[str, ...]) -> Callable[[Any], str]:
-    """A check for one of `options`."""
-
-    def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(value)
-        return str(value)
-
-    return check
-
-
-def email_address(value: Any) -> str:
-    """An email address, or '' for none."""
-    if value == "":
+    def secret(self, name: str, file_value: str, file_key: str) -> str:
+        """A secret from $DRG_<NAME>, the file `file_value`, or $CREDENTIALS_DIRECTORY/<name>."""
+        from_env = self.env.get(f"DRG_{name.upper()}")
+        if from_env:
+            return from_env
+        candidates: list[tuple[Path, str]] = []
+        if file_value:
+            candidates.append((self.base / Path(file_value).expanduser(), file_key))
+        elif self.env.get("CREDENTIALS_DIRECTORY"):
+            credential = Path(self.env["CREDENTIALS_DIRECTORY"]) / name
+            if credential.exists():
+                candidates.append((credential, "$CREDENTIALS_DIRECTORY"))
+        for path, key in candidates:
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(
+                    key, f"cannot read {path}: {err.strerror}", source=self.where(file_key)
+                ) from err
         return ""
-    if not isinstance(value, str) or not _ADDRESS.match(value):
-        raise ValueError(value)
-    return value
 
+    def _split(self, data: Any, public: Any, keys: Any, loc: Loc) -> tuple[Any, dict[str, Any]]:
+        # Sort one mapping into the attributes of `public` and the keys only `keys` models,
+        # dropping empty values (`key:` alone keeps the default).
+        if not isinstance(data, dict):
+            return data, {}
+        attributes, key_fields = fields_of(public), fields_of(keys)
+        values: dict[str, Any] = {}
+        other: dict[str, Any] = {}
+        for name, value in data.items():
+            info = attributes.get(name)
+            if info is None and name not in key_fields:
+                values[name] = value  # unknown: validation names it, with its line
+                continue
+            if info is not None and (origin := marker(info)) is not None:
+                raise self._refusal((*loc, name), origin)
+            if value is None:
+                continue
+            sub_keys = key_fields[name].annotation if name in key_fields else None
+            if info is None:
+                other[name] = self._split_value(value, sub_keys, None, (*loc, name))[0]
+                continue
+            values[name], nested = self._split_value(value, info.annotation, sub_keys, (*loc, name))
+            if nested:
+                other[name] = nested
+        return values, other
 
-def http_url(value: Any) -> str:
-    """An http(s) URL without query, fragment or whitespace; no trailing slash."""
-    if not isinstance(value, str):
-        raise TypeError(value)
-    # urlsplit quietly drops tabs and line breaks, so check for them before it does.
-    if any(ord(ch) <= 32 or ch == "\x7f" for ch in value):
-        raise ValueError(value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(value)
-    return value.rstrip("/")
+    def _split_value(
+        self, value: Any, annotation: Any, keys: Any, loc: Loc
+    ) -> tuple[Any, dict[str, Any]]:
+        if fields_of(annotation):
+            return self._split(value, annotation, keys, loc)
+        item = get_args(annotation)[0] if get_origin(annotation) is tuple else None
+        if fields_of(item) and isinstance(value, list):
+            return [self._split(v, item, None, (*loc, i))[0] for i, v in enumerate(value)], {}
+        return value, {}
 
+    def _refusal(self, loc: Loc, origin: object) -> ConfigError:
+        key, line = self._locate(loc)
+        message = UNKNOWN_KEY
+        if isinstance(origin, FromSecret):
+            file_key = ".".join([*(str(part) for part in loc[:-1]), origin.file_key])
+            env_name = f"$DRG_{origin.name.upper()}"
+            message = f"secrets do not belong in config.yaml: set {env_name} or {file_key}"
+        return ConfigError(key, message, source=f"{self.source}:{line}")
 
-def plain_text(value: Any) -> str:
-    """One line of text without control characters (it may end up in a header)."""
-    # Footer and sender text ends up in headers or emails: one line, no control characters.
-    text = as_string(value)
-    if any(ord(ch) < 32 or ch in "\u2028\u2029\x85\x7f" for ch in text):
-        raise ValueError(value)
-    return text
+    def _derive(self, public: Any, keys: Any, values: dict[str, Any], loc: Loc) -> None:
+        # Fill in the attributes config.yaml sets under other keys, and the secrets.
+        for name, info in fields_of(public).items():
+            origin = marker(info)
+            if isinstance(origin, FromKey):
+                value = _lookup(keys, origin.key)
+                if value is not None:
+                    values[name] = origin.convert(value) if origin.convert else value
+            elif isinstance(origin, FromSecret):
+                file_key = ".".join([*(str(part) for part in loc), origin.file_key])
+                secret = self.secret(origin.name, _lookup(keys, origin.file_key) or "", file_key)
+                values[name] = secret.encode() if info.annotation is bytes else secret
+            elif fields_of(info.annotation):
+                # A section the file leaves out still gets its secrets (from $DRG_…).
+                nested = values.setdefault(name, {})
+                if isinstance(nested, dict):
+                    self._derive(info.annotation, getattr(keys, name, None), nested, (*loc, name))
 
-
-def read_secret(
-    name: str,
-    *,
-    env: AbstractMapping[str, str],
-    file_value: str,
-    file_key: str,
-    base: Path,
-    source: str,
-) -> str:
-    """A secret from $DRG_<NAME>, a `*_file` key, or systemd's $CREDENTIALS_DIRECTORY/<name>."""
-    from_env = env.get(f"DRG_{name.upper()}")
-    if from_env:
-        return from_env
-    candidates: list[tuple[Path, str]] = []
-    if file_value:
-        candidates.append((base / Path(file_value).expanduser(), file_key))
-    elif env.get("CREDENTIALS_DIRECTORY"):
-        credential = Path(env["CREDENTIALS_DIRECTORY"]) / name
-        if credential.exists():
-            candidates.append((credential, "$CREDENTIALS_DIRECTORY"))
-    for path, key in candidates:
+    def _validate(self, model: type[T], data: Any) -> T:
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(key, f"cannot read {path}: {err.strerror}", source=source) from err
-    return ""
+            return TypeAdapter(model).validate_python(data, context={"base": self.base})
+        except pydantic.ValidationError as err:
+            first = next(e for e in err.errors() if e["type"] not in _CONSEQUENCES)
+            key, line = self._locate(first["loc"])
+            message = _message(first, _field_at(model, first["loc"]))
+            raise ConfigError(key, message, source=f"{self.source}:{line}") from err
+
+    def _locate(self, loc: Loc) -> tuple[str, int]:
+        # The dotted key path of `loc` and the line of the deepest part of it the file has.
+        node: Any = self.data
+        line: int = getattr(node, "line", 1)
+        key = ""
+        for part in loc:
+            if isinstance(part, int):
+                key += f"[{part}]"
+                found = isinstance(node, SourceList) and part < len(node)
+                line = node.item_lines[part] if found else line
+                node = node[part] if found else None
+            else:
+                key = f"{key}.{part}" if key else part
+                line = node.line_of(part) if isinstance(node, Mapping) else line
+                node = node.get(part) if isinstance(node, dict) else None
+        return key or "(top level)", line
+
+
+def _lookup(keys: Any, path: str) -> Any:
+    for name in path.split("."):
+        keys = getattr(keys, name, None)
+    return keys
+
+
+def _field_at(root: Any, loc: Loc) -> FieldInfo | None:
+    owner: Any = root
+    info: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, int):
+            args = get_args(plain(info).annotation) if info is not None else ()
+            owner, info = (args[0] if args else None), None
+        else:
+            info = fields_of(owner).get(part)
+            owner = plain(info).annotation if info is not None else None
+    return info
+
+
+def _message(error: ErrorDetails, info: FieldInfo | None) -> str:
+    kind = error["type"]
+    # An empty text where one is needed reads better as missing than as too short.
+    if kind == "missing" or (kind in ("string_too_short", "too_short") and error["input"] == ""):
+        return "is required"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return UNKNOWN_KEY
+    if kind in _MAPPING_ERRORS:
+        return "must be a mapping of keys"
+    if kind == _RULE:
+        return error["msg"]
+    return expected(info) if info is not None else "is not valid"

@@ -26,7 +26,7 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from guide.config import SMTPConfig
+from guide.config import SMTPConfig, SMTPSecurity
 
 HOST = "127.0.0.1"
 Stage = Literal["MAIL", "RCPT", "DATA"]
@@ -290,7 +290,9 @@ class SMTPServer:
 
     def smtp_config(self, **changes: Any) -> SMTPConfig:
         """An SMTPConfig for this server (CA trusted, credentials set); `changes` override."""
-        security = "tls" if self.implicit_tls else "starttls" if self.starttls else "none"
+        security: SMTPSecurity = (
+            "tls" if self.implicit_tls else "starttls" if self.starttls else "none"
+        )
         username, password = self.handler.credentials or ("", "")
         config = SMTPConfig(
             host=self.host,

@@ -7,19 +7,25 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import annotated_types
 import pytest
 
 from guide.config import (
     Config,
     DispatchConfig,
+    DispatchKeys,
     DKIMConfig,
     FooterConfig,
+    LinksKeys,
     SenderConfig,
     SMTPConfig,
     WebConfig,
     load_config,
 )
+from guide.config_fields import plain
+from guide.config_reader import fields_of
 from guide.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,6 +234,38 @@ def test_validation_error_names_key_problem_and_line(
     assert err.message.startswith(message)
     assert err.source == f"{path}:{line}"
     assert str(err) == f"{path}:{line}: {key}: {err.message}"
+
+
+def bounded_keys() -> list[tuple[str, str, Any]]:
+    """(section, key, upper bound) of every number in config.yaml that has bounds."""
+    sections = [
+        ("smtp", SMTPConfig),
+        ("dispatch", DispatchConfig),
+        ("dispatch", DispatchKeys),
+        ("web", WebConfig),
+        ("links", LinksKeys),
+    ]
+    return [
+        (section, name, bound.le)
+        for section, owner in sections
+        for name, info in fields_of(owner).items()
+        for bound in plain(info).metadata
+        if isinstance(bound, annotated_types.Le)
+    ]
+
+
+@pytest.mark.parametrize(("section", "key", "high"), bounded_keys())
+def test_every_bound_is_enforced_and_named_in_its_message(
+    tmp_path: Path, section: str, key: str, high: float
+) -> None:
+    path = write_config(tmp_path, f"{section}:\n  {key}: {high}\n")
+    load_config(path, env=NO_ENV)
+    write_config(tmp_path, f"{section}:\n  {key}: {high * 2}\n")
+    err = config_error(path)
+    assert (err.key, err.source) == (f"{section}.{key}", f"{path}:2")
+    assert err.message.startswith("must be ")
+    # Every upper bound is a whole number: the message shows it as written, 100000 not 1e+05.
+    assert err.message.endswith(f" to {int(high)}")
 
 
 def test_plain_password_in_yaml_is_refused(tmp_path: Path) -> None:

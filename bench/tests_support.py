@@ -10,12 +10,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def sample_message() -> bytes:
     """Day 3 for a sample reader, exactly as the service would build it."""
+    from delivery.message import Recipient
     from guide.config import Config
     from guide.lessons import load_library
     from guide.tokens import LinkSigner
-    from scheduler.lesson_commands import render_sample
+    from wiring import make_composer
 
     config = Config(lessons_dir=REPO / "lessons", link_secret="bench-secret")
     sequence = load_library(REPO / "lessons")["no-contact"]
     signer = LinkSigner("bench-secret", config.web.public_url, config.link_lifetime)
-    return render_sample(config, sequence, 3, signer, now=datetime(2026, 6, 1, tzinfo=UTC)).data
+    composer = make_composer(config, signer)
+    reader = Recipient("reader@example.org", "Sam", False)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    composed, _ = composer.sample(reader, sequence, sequence.lesson_on_day(3), now)
+    return composed.data

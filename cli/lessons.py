@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import click
+
+from cli.context import pass_config
+from cli.output import aligned_table, console, show_table
 from delivery.headers import check_header_text
 from delivery.message import Recipient
 from delivery.transports import Envelope
@@ -18,6 +22,8 @@ from guide.errors import GuideError
 from guide.lessons import Lesson, Sequence, check_library
 from guide.tokens import LinkSigner
 from wiring import make_composer, make_transport
+
+SEQUENCE_HELP = "sequence id (default: lessons.default_sequence)"
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,75 @@ class SampleMessage:
     data: bytes
     html: str
     text: str
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+@click.group("lessons")
+def lessons_group() -> None:
+    """Check, list and preview lessons."""
+
+
+@lessons_group.command("check")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@pass_config
+def check_command(config: Config, path: Path | None) -> int:
+    """Validate every lesson file (PATH: lessons folder, default lessons.dir)."""
+    return lessons_check(path or config.lessons_dir, sys.stdout)
+
+
+@lessons_group.command("list")
+@click.option("--sequence", help=SEQUENCE_HELP)
+@pass_config
+def list_command(config: Config, sequence: str | None) -> int:
+    """Print the sequence as a table."""
+    chosen = pick_sequence(config.lessons_dir, sequence or config.default_sequence, sys.stderr)
+    return 1 if chosen is None else lessons_list(chosen, sys.stdout)
+
+
+@lessons_group.command("preview")
+@click.argument("day", type=int)
+@click.option("--sequence", help=SEQUENCE_HELP)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("preview"),
+    help="folder (default: preview)",
+)
+@click.option("--discreet", is_flag=True, help="render the discreet variant")
+@click.option("--open", "open_browser", is_flag=True, help="open the HTML in a browser")
+@pass_config
+def preview_command(
+    config: Config, day: int, sequence: str | None, out: Path, discreet: bool, open_browser: bool
+) -> int:
+    """Write the HTML, text and .eml of one day."""
+    chosen = pick_sequence(config.lessons_dir, sequence or config.default_sequence, sys.stderr)
+    if chosen is None:
+        return 1
+    return lessons_preview(
+        config, chosen, day, out, discreet=discreet, open_browser=open_browser, out=sys.stdout
+    )
+
+
+@click.command("send-test")
+@click.argument("day", type=int)
+@click.option("--to", required=True, help="recipient address")
+@click.option("--name", default="", help="first name for the greeting")
+@click.option("--sequence", help=SEQUENCE_HELP)
+@click.option("--discreet", is_flag=True, help="neutral sender name and subject")
+@pass_config
+def send_test_command(
+    config: Config, day: int, to: str, name: str, sequence: str | None, discreet: bool
+) -> int:
+    """Send one lesson to an address."""
+    chosen = pick_sequence(config.lessons_dir, sequence or config.default_sequence, sys.stderr)
+    if chosen is None:
+        return 1
+    return send_test(config, chosen, day, to, name=name, discreet=discreet, out=sys.stdout)
+
+
+# -- what they do ------------------------------------------------------------------------------
 
 
 def lessons_check(root: Path, out: TextIO) -> int:
@@ -61,9 +136,10 @@ def pick_sequence(root: Path, sequence_id: str, err: TextIO) -> Sequence | None:
 
 def lessons_list(sequence: Sequence, out: TextIO) -> int:
     """Print the sequence as a table: day, id, phase, title, words, reading minutes."""
-    rows = [("day", "id", "phase", "title", "words", "min")]
-    rows += [
-        (
+    columns = ("day", "id", "phase", "title", "words", "min")
+    table = aligned_table(columns, right=("day", "words", "min"), wrap=("title",))
+    for day, lesson in enumerate(sequence.lessons, start=1):
+        table.add_row(
             str(day),
             lesson.id,
             lesson.phase,
@@ -71,17 +147,13 @@ def lessons_list(sequence: Sequence, out: TextIO) -> int:
             str(lesson.words),
             str(lesson.reading_minutes),
         )
-        for day, lesson in enumerate(sequence.lessons, start=1)
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print(f"{sequence.title} ({sequence.id}): {len(sequence)} lessons", file=out)
-    for row in rows:
-        cells = [
-            cell.rjust(width) if i in (0, 4, 5) else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells).rstrip(), file=out)
+    screen = console(out)
+    screen.print(f"{sequence.title} ({sequence.id}): {len(sequence)} lessons")
+    show_table(screen, table)
     return 0
+
+
+# -- sample messages (composition goes through the composer) -----------------------------------
 
 
 def render_sample(

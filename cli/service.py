@@ -1,0 +1,112 @@
+"""`serve`, `tick` and `status`: run the service, one pass of it, or look at its state."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from cli.context import pass_config, with_parts
+from guide.clock import system_clock
+from guide.config import Config
+from guide.progress import next_step
+from wiring import Parts, serve
+
+# Enough for any real backlog; a dry run is read-only, so there is no lease to keep short.
+DRY_RUN_LIMIT = 10_000
+
+
+def parse_instant(ctx: click.Context, param: click.Parameter, text: str | None) -> datetime | None:
+    """An ISO 8601 time with a UTC offset (or Z), as UTC; a usage error (exit 2) otherwise."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from err
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{text!r} needs a UTC offset, e.g. {text}+00:00 or {text}Z")
+    return value.astimezone(UTC)
+
+
+@click.command("serve")
+@pass_config
+def serve_command(config: Config) -> int:
+    """Run the scheduler (and web pages) until stopped."""
+    return asyncio.run(serve(config))
+
+
+@click.command("tick")
+@click.option(
+    "--now",
+    metavar="TIME",
+    callback=parse_instant,
+    help="pretend it is this time (ISO 8601 with offset)",
+)
+@click.option("--dry-run", is_flag=True, help="print who would get which lesson; change nothing")
+@pass_config
+def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
+    """One dispatch pass, for cron and tests.
+
+    Exit status 2 when sending halted (authentication, TLS): fix the configuration first.
+    """
+    return with_parts(config, lambda parts: (dry_tick if dry_run else tick)(parts, now))
+
+
+@click.command("status")
+@pass_config
+def status_command(config: Config) -> int:
+    """Subscribers by status, what is due, failures."""
+    return with_parts(config, status)
+
+
+async def tick(parts: Parts, now: datetime | None) -> int:
+    """One real pass; prints its report."""
+    report = await parts.dispatcher.tick(now or system_clock())
+    click.echo(str(report))
+    return 2 if report.halted else 0
+
+
+async def dry_tick(parts: Parts, now: datetime | None) -> int:
+    """Who is due and what each would get, by the same rule the dispatcher uses."""
+    now = now or system_clock()
+    sequences = parts.library.current()
+    due = await parts.store.peek_due(now, DRY_RUN_LIMIT)
+    recorded = await parts.store.progress([s.id for s in due])
+    closing_email = parts.config.dispatch.closing_email
+    for sub in due:
+        sequence = sequences.get(sub.sequence_id)
+        if sequence is None:
+            click.echo(f"{sub.id}\t{sub.email}\t(sequence {sub.sequence_id!r} missing)")
+            continue
+        step = next_step(sequence, recorded[sub.id], closing_email=closing_email)
+        if not step.send:
+            what = "(completes; nothing to send)"
+        elif step.closing:
+            what = step.lesson_id
+        else:
+            what = f"day {sequence.day_of(step.lesson_id)} {step.lesson_id}"
+        click.echo(f"{sub.id}\t{sub.email}\t{what}")
+    click.echo(f"{len(due)} due at {now.isoformat(timespec='minutes')} (dry run: nothing sent)")
+    return 0
+
+
+async def status(parts: Parts) -> int:
+    """Print the store's report: key-value lines that scripts and monitoring can grep."""
+    now = system_clock()
+    report = await parts.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
+    click.echo("subscribers by status:")
+    for name, count in sorted(report["by_status"].items()):
+        click.echo(f"  {name:<14} {count}")
+    if not report["by_status"]:
+        click.echo("  (none yet)")
+    click.echo(f"due now:            {report['due_now']}")
+    click.echo(f"due in next hour:   {report['due_next_hour']}")
+    click.echo(f"sent in last 24 h:  {report['sent_last_24h']}")
+    failures = ", ".join(f"{k} {v}" for k, v in report["failures"].items())
+    click.echo(f"failures:           {failures}")
+    oldest = report["oldest_overdue"]
+    late = f"{oldest.isoformat(timespec='minutes')} ({now - oldest} ago)" if oldest else "none"
+    click.echo(f"oldest overdue:     {late}")
+    return 0

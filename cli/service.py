@@ -55,10 +55,16 @@ def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
 
 
 @click.command("status")
+@click.option(
+    "--now",
+    metavar="TIME",
+    callback=parse_instant,
+    help="report as of this time (ISO 8601 with offset), e.g. after `tick --now`",
+)
 @pass_config
-def status_command(config: Config) -> int:
-    """Subscribers by status, what is due, failures."""
-    return with_parts(config, status)
+def status_command(config: Config, now: datetime | None) -> int:
+    """Subscribers by status, what is due, failures, and how late the oldest lesson is."""
+    return with_parts(config, lambda parts: status(parts, now))
 
 
 async def tick(parts: Parts, now: datetime | None) -> int:
@@ -92,9 +98,9 @@ async def dry_tick(parts: Parts, now: datetime | None) -> int:
     return 0
 
 
-async def status(parts: Parts) -> int:
+async def status(parts: Parts, now: datetime | None = None) -> int:
     """Print the store's report: key-value lines that scripts and monitoring can grep."""
-    now = system_clock()
+    now = now or system_clock()
     report = await parts.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
     click.echo("subscribers by status:")
     for name, count in sorted(report["by_status"].items()):
@@ -106,7 +112,14 @@ async def status(parts: Parts) -> int:
     click.echo(f"sent in last 24 h:  {report['sent_last_24h']}")
     failures = ", ".join(f"{k} {v}" for k, v in report["failures"].items())
     click.echo(f"failures:           {failures}")
-    oldest = report["oldest_overdue"]
-    late = f"{oldest.isoformat(timespec='minutes')} ({now - oldest} ago)" if oldest else "none"
-    click.echo(f"oldest overdue:     {late}")
+    click.echo(f"failing since:      {_ago(report['failing_since'], now)}")
+    click.echo(f"last delivery:      {_ago(report['last_sent_at'], now)}")
+    click.echo(f"oldest overdue:     {_ago(report['oldest_overdue'], now)}")
     return 0
+
+
+def _ago(instant: datetime | None, now: datetime) -> str:
+    """'2027-03-02T05:30+00:00 (1 day, 6:00:00 ago)', or 'none'."""
+    if instant is None:
+        return "none"
+    return f"{instant.isoformat(timespec='minutes')} ({now - instant} ago)"

@@ -116,6 +116,10 @@ class Pass:
                 await self.window.acquire()
                 try:
                     result = await connection.send(job.envelope)
+                    if result.delivered:
+                        self.d.stats.delivered(self.now)
+                    elif result.failure_class == "transient":
+                        self.d.stats.failed(self.now, str(result))
                     self.outcomes.put_nowait(self.d.policy.outcome(job, result, self.now))
                 except TransportConfigError as err:
                     self.window.release()

@@ -93,15 +93,17 @@ def backoff_delay(attempt: int) -> timedelta:
 def retry_at(
     *, now: datetime, attempt: int, first_failure_at: datetime, lifetime: timedelta
 ) -> datetime | None:
-    """When to retry a transient failure, or None once the retry `lifetime` is used up."""
+    """When to retry a transient failure, or None once the retry `lifetime` has passed."""
     # `lifetime` is our maximal_queue_lifetime (Postfix's default is 5 days): measuring it
     # from the first failure, not the latest, stops a flapping server extending it forever.
     _require_aware("now", now)
     _require_aware("first_failure_at", first_failure_at)
-    candidate = now + backoff_delay(attempt)
-    if candidate - first_failure_at > lifetime:
+    # Postfix's semantics: keep trying until the lifetime has passed, so the last attempt
+    # happens at (or after) the lifetime, never a backoff step before it.
+    expires = first_failure_at + lifetime
+    if now >= expires:
         return None
-    return candidate.astimezone(UTC)
+    return min(now + backoff_delay(attempt), expires).astimezone(UTC)
 
 
 def parse_send_time(text: str) -> time:

@@ -19,6 +19,11 @@ class DispatchStats:
     last_tick: datetime | None = None
     last_tick_seconds: float = 0.0
     halted: TransportConfigError | None = None
+    # Since when every send has failed transiently (None once one is delivered): a relay
+    # that refuses connections shows here, where per-subscriber retries cannot.
+    failing_since: datetime | None = None
+    last_delivered: datetime | None = None
+    last_error: str | None = None
 
     def finished_pass(self, at: datetime, seconds: float) -> None:
         """Count one pass that started at `at` and took `seconds`."""
@@ -26,3 +31,14 @@ class DispatchStats:
         self.last_tick_seconds = seconds
         self.tick_count += 1
         self.tick_seconds += seconds
+
+    def delivered(self, at: datetime) -> None:
+        """A message was accepted: sending works."""
+        self.last_delivered = at
+        self.failing_since = None
+
+    def failed(self, at: datetime, error: str) -> None:
+        """A send failed transiently (deferred, refused, dropped, timed out)."""
+        if self.failing_since is None:
+            self.failing_since = at
+        self.last_error = error

@@ -373,7 +373,10 @@ async def test_report_counts_statuses_due_failures_and_oldest_overdue(w: World) 
         "due_next_hour": 1,  # soon
         "sent_last_24h": 1,
         "failures": {"retrying": 1, "bounced": 1, "held": 0, "undeliverable": 0},
-        "oldest_overdue": datetime(2026, 3, 2, 4, 41, tzinfo=UTC),  # the retry, 1 min after
+        # The retry's lesson is late since its first failure, not since its retry at 04:41.
+        "oldest_overdue": datetime(2026, 3, 2, 4, 40, tzinfo=UTC),
+        "failing_since": datetime(2026, 3, 2, 4, 40, tzinfo=UTC),
+        "last_sent_at": datetime(2026, 3, 2, 4, 30, tzinfo=UTC),
     }
     tomorrow = now + timedelta(days=1, hours=1)
     later = await w.store.report(tomorrow, tomorrow, tomorrow - timedelta(days=1))
@@ -461,3 +464,56 @@ def test_db_upgrade_twice_is_harmless_and_ends_at_head(tmp_path: Path) -> None:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert versions == [(head,)]
     assert {"subscribers", "deliveries", "events"} <= tables
+
+
+async def test_a_recipient_deferred_forever_is_retried_until_the_lifetime_has_passed(
+    w: World,
+) -> None:
+    sub = await add(w, "greylisted@example.org", at="06:00")
+    assert sub.next_due_at is not None
+    w.clock.now = sub.next_due_at
+    lifetime = w.parts.config.dispatch.retry_lifetime
+    attempts: list[datetime] = []
+    while (current := await get(w, sub.id)).status == "active":
+        assert current.next_due_at is not None
+        w.clock.now = max(w.clock.now, current.next_due_at)
+        w.transport.script.append(SendResult(Status.TRANSIENT, 451, "4.2.1 Mailbox busy"))
+        attempts.append(w.clock.now)
+        await w.parts.dispatcher.tick()
+        assert len(attempts) < 100, "retries never ended"
+    assert current.status == "undeliverable"
+    # Postfix's maximal_queue_lifetime: the last attempt happens at (or after) the lifetime,
+    # not one backoff step before it.
+    assert attempts[-1] - attempts[0] >= lifetime
+    assert attempts[-2] - attempts[0] < lifetime
+    assert w.transport.outbox == []
+
+
+async def test_report_tells_how_long_sends_have_failed_and_the_oldest_late_lesson(
+    w: World,
+) -> None:
+    first = await add(w, "first@example.org", at="05:30")
+    await add(w, "second@example.org", at="06:00")
+    outage = datetime(2026, 3, 2, 5, 30, tzinfo=UTC)
+    w.clock.now = outage
+    refused = SendResult(Status.TRANSIENT, None, "connection refused")
+    w.transport.script.extend([refused] * 500)  # the relay refuses every connection
+    while w.clock.now - outage < timedelta(days=1, hours=6):
+        await w.parts.dispatcher.tick()
+        subs = [await get(w, sid) for sid in (first.id, first.id + 1)]
+        w.clock.now = max(w.clock.now, min(s.next_due_at for s in subs if s.next_due_at))
+    now = w.clock.now
+    report = await w.store.report(now, now + timedelta(hours=1), now - timedelta(days=1))
+    # Retries move next_due_at forward, but the lesson is late since it was first due.
+    assert report["oldest_overdue"] == outage
+    assert report["failing_since"] == outage
+    assert report["last_sent_at"] is None
+    stats = w.parts.dispatcher.stats
+    assert stats.failing_since == outage and stats.last_delivered is None
+    assert stats.last_error is not None and "connection refused" in stats.last_error
+
+    # The relay is back: one delivery ends the failing state.
+    w.transport.script.clear()
+    await w.parts.dispatcher.tick()
+    assert stats.failing_since is None and stats.last_delivered == w.clock.now
+    assert len(w.transport.outbox) >= 1

@@ -373,14 +373,20 @@ def test_retry_at_within_lifetime() -> None:
 def test_retry_at_lifetime_cutoff() -> None:
     first = utc(2026, 6, 1, 12, 0)
     lifetime = timedelta(days=5)
-    # A retry landing exactly at the end of the lifetime is still allowed...
+    # A retry landing exactly at the end of the lifetime is allowed...
     at_limit = first + lifetime - timedelta(hours=6)
     assert retry_at(now=at_limit, attempt=7, first_failure_at=first, lifetime=lifetime) == (
         first + lifetime
     )
-    # ...one landing a second later is not.
+    # ...and one that would land later is moved to the end of the lifetime, not dropped: the
+    # last attempt happens at the lifetime (Postfix's maximal_queue_lifetime).
     past_limit = at_limit + timedelta(seconds=1)
-    assert retry_at(now=past_limit, attempt=7, first_failure_at=first, lifetime=lifetime) is None
+    assert retry_at(now=past_limit, attempt=7, first_failure_at=first, lifetime=lifetime) == (
+        first + lifetime
+    )
+    # Once the lifetime has passed, a failure is final.
+    for late in (first + lifetime, first + lifetime + timedelta(seconds=1)):
+        assert retry_at(now=late, attempt=8, first_failure_at=first, lifetime=lifetime) is None
 
 
 def test_retry_at_returns_utc() -> None:
@@ -401,10 +407,11 @@ def test_retry_schedule_gives_up_after_five_days() -> None:
     ) is not None:
         retries.append(when)
         now, attempt = when, attempt + 1
-    # 1m + 5m + 30m + 2h = 2h36m, then 6-hourly: 19 more fit in the remaining 4d 21h24m.
-    assert len(retries) == 4 + 19
-    assert retries[-1] - first <= lifetime
-    assert retries[-1] + timedelta(hours=6) - first > lifetime
+    # 1m + 5m + 30m + 2h = 2h36m, then 6-hourly: 19 more fit in the remaining 4d 21h24m, and
+    # one last attempt lands exactly at the lifetime.
+    assert len(retries) == 4 + 19 + 1
+    assert retries[-1] - first == lifetime
+    assert retries[-2] + timedelta(hours=6) - first > lifetime
 
 
 # --- parse_send_time --------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from delivery.transports import MemoryTransport
+from delivery.transports import MemoryTransport, SendResult, Status
 from guide.errors import TransportConfigError
 from guide.lessons import Sequence
 from guide.records import NewSubscriber, Subscriber
@@ -1215,6 +1215,40 @@ async def test_healthz_fails_when_sending_halted(site: Site) -> None:
     assert resp.status == 503
     relay = (await resp.json())["relay"]
     assert relay.startswith("halted") and "smtp.username" in relay
+
+
+async def test_healthz_fails_when_every_send_fails_for_longer_than_a_few_passes(
+    site: Site,
+) -> None:
+    sub = await site.add("ana@example.org")
+    assert sub.next_due_at is not None
+    site.clock.now = sub.next_due_at
+    refused = SendResult(Status.TRANSIENT, None, "connection refused by relay")
+    site.transport.script.extend([refused] * 50)
+    assert (await site.parts.dispatcher.tick()).results["retry"] == 1
+    body = await (await site.client.get("/healthz")).json()
+    assert body["status"] == "ok"  # one deferral is not an outage
+    assert body["relay"].startswith("failing for 0 s") and body["failing_seconds"] == 0
+
+    grace = 3 * site.parts.config.dispatch.interval_seconds + 60
+    site.clock.advance(timedelta(seconds=grace + 1))
+    await site.parts.dispatcher.tick()  # the pass is fresh: only the relay is wrong
+    resp = await site.client.get("/healthz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["last_tick_age_seconds"] == 0
+    assert "connection refused by relay" in body["relay"]
+    assert body["failing_seconds"] == grace + 1
+    metrics = await (await site.client.get("/metrics")).text()
+    assert metric(metrics, "drg_sending_failing_seconds") == grace + 1
+
+    site.transport.script.clear()  # the relay is back
+    retried = await site.get_subscriber(sub.id)
+    assert retried is not None and retried.next_due_at is not None
+    site.clock.now = max(site.clock.now, retried.next_due_at)
+    assert (await site.parts.dispatcher.tick()).results["sent"] == 1
+    body = await (await site.client.get("/healthz")).json()
+    assert body["status"] == "ok" and body["relay"] == "ok" and body["failing_seconds"] is None
 
 
 async def test_metrics(site: Site) -> None:

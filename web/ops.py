@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from scheduler.stats import DispatchStats
 from web.context import context_of
 
 
@@ -25,19 +26,34 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     running = context.scheduler_running()
     age = (now - stats.last_tick).total_seconds() if stats.last_tick else None
     stale = timedelta(seconds=3 * context.config.dispatch.interval_seconds + 60).total_seconds()
-    relay = f"halted: {stats.halted}" if stats.halted else "ok"
-    healthy = database == "ok" and running and age is not None and age <= stale and relay == "ok"
+    relay, relay_ok = _relay(stats, now, stale)
+    healthy = database == "ok" and running and age is not None and age <= stale and relay_ok
     body = {
         "status": "ok" if healthy else "unhealthy",
         "database": database,
         "scheduler": "running" if running else "stopped",
         "last_tick_age_seconds": None if age is None else round(age, 1),
         "relay": relay,
+        "failing_seconds": None
+        if stats.failing_since is None
+        else round((now - stats.failing_since).total_seconds(), 1),
         "lessons": "ok"
         if context.library.error is None
         else "last edit invalid; sending the previous version",
     }
     return web.json_response(body, status=200 if healthy else 503, dumps=json.dumps)
+
+
+def _relay(stats: DispatchStats, now: datetime, stale: float) -> tuple[str, bool]:
+    """What the relay looks like from here, and whether that is healthy."""
+    if stats.halted:
+        return f"halted: {stats.halted}", False
+    if stats.failing_since is None:
+        return "ok", True
+    # A deferral now and then is normal; every send failing for longer than a few passes is
+    # an outage the operator must hear about.
+    failing = (now - stats.failing_since).total_seconds()
+    return f"failing for {failing:.0f} s: {stats.last_error}", failing <= stale
 
 
 class _DispatchCollector(Collector):
@@ -70,6 +86,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     registry = CollectorRegistry()
     registry.register(_DispatchCollector(dict(stats.totals), stats.tick_count, stats.tick_seconds))
     last = Gauge("drg_last_tick_duration_seconds", "Duration of the last pass", registry=registry)
+    failing = Gauge(
+        "drg_sending_failing_seconds",
+        "How long every send has failed transiently (0 while sends succeed)",
+        registry=registry,
+    )
+    failing.set((now - stats.failing_since).total_seconds() if stats.failing_since else 0)
     last.set(stats.last_tick_seconds)
     backlog = Gauge("drg_due_backlog", "Active subscribers due now", registry=registry)
     backlog.set(report["due_now"])

@@ -255,12 +255,13 @@ async def import_file(parts: Parts, path: Path, default_sequence: str, *, strict
         return 1
     added = existing = 0
     now = system_clock()
+    news = (row.subscriber for row in rows)
     with progress(len(rows), "importing") as step:
-        for row in rows:
-            _, created = await life.add(parts.store, row.subscriber, now=now, actor="import")
-            added += created
-            existing += not created
-            step()
+        async for created in life.add_many(parts.store, news, now=now, actor="import"):
+            added += sum(created)
+            existing += len(created) - sum(created)
+            for _ in created:
+                step()
     click.echo(
         f"imported {added} new, {existing} already present, {len(errors)} bad row(s) skipped"
     )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from guide.dispatch_queries import DispatchQueries, insert_ignore
+from guide.imports import ImportQueries
 from guide.records import (
     NewSubscriber,
     Subscriber,
@@ -34,7 +35,7 @@ from guide.schema import deliveries, events, subscribers
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class Store(DispatchQueries, ReportQueries):
+class Store(DispatchQueries, ReportQueries, ImportQueries):
     """Every database operation the service performs (dispatch ones in DispatchQueries)."""
 
     def __init__(self, engine: AsyncEngine) -> None:

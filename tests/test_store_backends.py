@@ -94,6 +94,7 @@ async def test_report_and_purge(tmp_path: Path, database_url: str) -> None:
         assert report["by_status"] == {"active": 3, "pending": 1}
         assert report["due_now"] == 3
         assert report["oldest_overdue"] == NOW - timedelta(hours=2)
+        assert report["failing_since"] is None and report["last_sent_at"] is None
         assert await store.purge_pending(NOW - timedelta(days=7)) == 1
         assert await store.get(pending.id) is None
         assert len([s async for s in store.iterate(batch=2)]) == 3
@@ -121,3 +122,65 @@ async def test_two_nodes_never_send_the_same_lesson(tmp_path: Path, database_url
     finally:
         await first.close()
         await second.close()
+
+
+async def test_add_many_inserts_new_rows_once_and_leaves_present_ones(
+    tmp_path: Path, database_url: str
+) -> None:
+    store = await open_store(tmp_path, database_url)
+    try:
+        [kept] = await add(store, 1, NOW - timedelta(days=3))  # b0@example.org, from before
+        erased, _ = await store.add(
+            NewSubscriber("gone@example.org", "no-contact", "UTC", "09:00"),
+            status="active",
+            now=NOW,
+            next_due_at=NOW,
+            actor="test",
+        )
+        assert await store.erase(erased.id, now=NOW, actor="test")
+        due = NOW + timedelta(hours=5)
+        later = NOW + timedelta(days=1)
+        rows = [
+            (NewSubscriber("New@Example.org", "no-contact", "Asia/Tokyo", "07:15", "Ann"), due),
+            (NewSubscriber("b0@example.org", "no-contact", "Asia/Tokyo", "07:15"), due),
+            (NewSubscriber("gone@example.org", "no-contact", "UTC", "08:00"), due),
+            # The same address twice in one batch: the first row is the one kept.
+            (NewSubscriber("new@example.org", "no-contact", "UTC", "10:00", "Bo"), later),
+            # The same address in another sequence is another subscriber.
+            (NewSubscriber("b0@example.org", "other", "UTC", "06:00", discreet=True), later),
+        ]
+        flags = await store.add_many(rows, status="active", now=NOW, actor="import")
+        assert flags == [True, False, False, False, True]
+        assert await store.add_many([], status="active", now=NOW, actor="import") == []
+        # Idempotent: the same rows again add nothing.
+        again = await store.add_many(rows, status="active", now=NOW, actor="import")
+        assert again == [False] * len(rows)
+
+        new = await store.find("new@example.org")
+        assert new is not None
+        assert (new.email, new.name, new.timezone, new.send_time, new.next_due_at) == (
+            "new@example.org",
+            "Ann",
+            "Asia/Tokyo",
+            "07:15",
+            due,
+        )
+        assert (new.status, new.confirmed_at, new.created_at) == ("active", NOW, NOW)
+        other = await store.find("b0@example.org", "other")
+        assert other is not None and other.discreet and other.next_due_at == later
+        before = await store.get(kept)
+        assert before and before.timezone == "UTC" and before.next_due_at == NOW - timedelta(days=3)
+        gone = await store.get(erased.id)
+        assert gone and gone.status == "erased" and gone.email is None
+
+        # One audit event per subscriber added, as `add` writes it; none for the others.
+        for sub in (new, other):
+            _, audit = await store.history(sub.id)
+            assert [
+                (e["old_status"], e["new_status"], e["actor"], e["reason"], e["at"]) for e in audit
+            ] == [(None, "active", "import", "added", NOW)]
+        assert [e["reason"] for e in (await store.history(kept))[1]] == ["added"]
+        assert [e["new_status"] for e in (await store.history(erased.id))[1]] == ["erased"]
+        assert len([s async for s in store.iterate()]) == 4
+    finally:
+        await store.close()

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import yaml
 from guide.lessons import Sequence, load_library
 from guide.records import Retry, Stop, email_hash
 from guide.store import Store
+from scheduler.subscribers import IMPORT_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "run.py"
@@ -354,6 +356,121 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good_ones(
     assert cli.rows("SELECT count(*) FROM subscribers") == [(5,)]
 
 
+def many_rows(count: int, extra: str = "") -> str:
+    """`count` distinct good rows (reader0…), then `extra` lines, as an import file."""
+    zones = ("Europe/Berlin", "America/New_York", "Asia/Kathmandu", "UTC")
+    people = "".join(
+        f"reader{i}@example.org,R{i},{zones[i % 4]},0{6 + i % 4}:{i % 60:02d},,\n"
+        for i in range(count)
+    )
+    return HEADER + people + extra
+
+
+def test_import_of_several_batches_keeps_every_rule_of_the_row_by_row_import(
+    cli: CLI, tmp_path: Path
+) -> None:
+    assert IMPORT_BATCH == 1000  # the figures below span three batches
+    for address in ("gone@example.org", "left@example.org"):
+        assert cli("subscribers", "add", address).code == 0
+    assert cli("subscribers", "remove", "gone@example.org", "--erase").code == 0
+    assert cli("subscribers", "remove", "left@example.org").code == 0
+
+    extra = (
+        "reader7@example.org,Again,UTC,10:00,,\n"  # line 2502: same batch as line 9
+        + "not-an-address,Bad,UTC,08:00,,\n"  # line 2503
+        + "GONE@example.org,Back,UTC,08:00,,\n"  # erased: must stay erased
+        + "left@example.org,Back,UTC,08:00,,\n"  # unsubscribed: must stay so
+        + "reader2@example.org,Later,UTC,11:00,,\n"  # a later batch than the first one
+        + "fresh@example.org,Fresh,UTC,12:00,yes,\n"
+    )
+    big = tmp_path / "big.csv"
+    big.write_text(many_rows(2500, extra), encoding="utf-8")
+
+    strict = cli("subscribers", "import", "--strict", str(big))
+    assert strict.code == 1
+    assert strict.err.splitlines() == [
+        f"{big}:2503: email: 'not-an-address' is not an email address",
+        "1 bad row(s); --strict: nothing imported",
+    ]
+    assert cli.rows("SELECT count(*) FROM subscribers") == [(2,)]
+
+    result = cli("subscribers", "import", str(big))
+    assert result.code == 1
+    assert result.out == "imported 2501 new, 4 already present, 1 bad row(s) skipped\n"
+    assert result.err.splitlines() == [
+        f"{big}:2503: email: 'not-an-address' is not an email address",
+        *[f"[{'#' * (p // 5)}{'-' * (20 - p // 5)}] {p:3d}% {n}/2505" for p, n in QUARTERS],
+    ]
+    assert cli.rows("SELECT count(*) FROM subscribers") == [(2503,)]
+    # The first row of an address is the one kept, as when rows went in one at a time.
+    assert cli.rows(
+        "SELECT name, timezone, send_time FROM subscribers"
+        " WHERE email IN ('reader7@example.org', 'reader2@example.org') ORDER BY id"
+    ) == [("R2", "Asia/Kathmandu", "08:02"), ("R7", "UTC", "09:07")]
+    assert cli.rows("SELECT status, email FROM subscribers WHERE id IN (1, 2) ORDER BY id") == [
+        ("erased", None),
+        ("unsubscribed", "left@example.org"),
+    ]
+    # Active, due at their own send time, with the one audit event each that `add` writes.
+    assert cli.rows(
+        "SELECT count(*) FROM subscribers WHERE id > 2"
+        " AND status = 'active' AND next_due_at IS NOT NULL AND confirmed_at IS NOT NULL"
+    ) == [(2501,)]
+    assert cli.rows(
+        "SELECT count(*), count(DISTINCT subscriber_id) FROM events"
+        " WHERE actor = 'import' AND reason = 'added' AND old_status IS NULL"
+        " AND new_status = 'active' AND subscriber_id > 2"
+    ) == [(2501, 2501)]
+    [(fresh,)] = cli.rows("SELECT next_due_at FROM subscribers WHERE email = 'fresh@example.org'")
+    assert datetime.fromisoformat(fresh).time() == time(12, 0)  # UTC, stored naive
+
+    again = cli("subscribers", "import", str(big))
+    assert again.code == 1
+    assert again.out == "imported 0 new, 2505 already present, 1 bad row(s) skipped\n"
+    assert cli.rows("SELECT count(*) FROM subscribers") == [(2503,)]
+    # The 2,501 imports, and the erasure and both events of the one who left.
+    assert cli.rows("SELECT count(*) FROM events") == [(2501 + 3,)]
+
+
+# Progress lines at each quarter of the 2,505 good rows: (percent, rows done).
+QUARTERS = ((0, 1), (25, 627), (50, 1253), (75, 1879), (100, 2505))
+
+
+def test_an_import_killed_midway_keeps_whole_batches_and_a_rerun_completes_it(
+    cli: CLI, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_text(many_rows(20 * IMPORT_BATCH), encoding="utf-8")
+    command = [sys.executable, str(RUN_PY), "--config", str(cli.config)]
+    with subprocess.Popen(
+        [*command, "subscribers", "import", str(rows)],
+        cwd=cli.cwd,
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stderr is not None
+        # The 25 % line is printed once the first five batches are committed.
+        lines = [child.stderr.readline() for _ in range(2)]
+        assert lines[1] == "[#####---------------]  25% 5000/20000\n", lines
+        child.kill()
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    [(kept,)] = cli.rows("SELECT count(*) FROM subscribers")
+    # Whole batches only, each with its audit events: nothing half-written.
+    assert kept >= 5 * IMPORT_BATCH and kept % IMPORT_BATCH == 0
+    assert cli.rows("SELECT count(*), count(DISTINCT subscriber_id) FROM events") == [(kept, kept)]
+
+    rerun = cli("subscribers", "import", str(rows))
+    assert rerun.code == 0, rerun.both
+    added = 20 * IMPORT_BATCH - kept
+    assert rerun.out == f"imported {added} new, {kept} already present, 0 bad row(s) skipped\n"
+    assert cli.rows("SELECT count(*), count(DISTINCT email) FROM subscribers") == [(20000, 20000)]
+    assert cli.rows("SELECT count(*), count(DISTINCT subscriber_id) FROM events") == [
+        (20000, 20000)
+    ]
+
+
 # -- export ------------------------------------------------------------------------------------
 
 
@@ -438,6 +555,13 @@ def test_status_counts_due_failures_and_oldest_overdue_and_db_upgrade(
     assert "failures:           retrying 1, bounced 0, held 1, undeliverable 0" in lines
     oldest = (now - timedelta(hours=2)).isoformat(timespec="minutes")
     assert any(line.startswith(f"oldest overdue:     {oldest} (2:00:") for line in lines), lines
+    assert "last delivery:      none" in lines
+    assert any(line.startswith("failing since:      ") for line in lines), lines
+
+    later = cli("status", "--now", (now + timedelta(days=1)).isoformat())
+    assert later.code == 0, later.both
+    assert f"oldest overdue:     {oldest} (1 day, 2:00:" in later.out
+    assert cli("status", "--now", "2027-01-01T00:00").code == 2  # no offset: a usage error
 
     upgraded = cli("db", "upgrade")
     assert upgraded.code == 0, upgraded.both

@@ -134,10 +134,10 @@ def sender_peak_rss_mb(transport: Any) -> float:
     Not RUSAGE_CHILDREN: that counts the moment between fork and exec, when the child still
     maps all of the parent's memory.
     """
-    process = getattr(transport, "_process", None)
-    if process is None:
+    pid = getattr(transport, "pid", None)  # ProcessTransport.pid: None before the first send
+    if pid is None:
         return 0.0
-    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0

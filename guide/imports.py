@@ -43,7 +43,7 @@ class ImportQueries:
         if not first:
             return []
         values = [
-            _values(*rows[index], keys[index][1], status=status, now=now)
+            subscriber_row(*rows[index], keys[index][1], status=status, now=now)
             for index in first.values()
         ]
         async with self.engine.begin() as conn:
@@ -79,10 +79,10 @@ def _key(new: NewSubscriber) -> tuple[str, str]:
     return new.sequence_id, email_hash(new.email)
 
 
-def _values(
+def subscriber_row(
     new: NewSubscriber, next_due_at: datetime | None, hashed: str, *, status: str, now: datetime
 ) -> dict[str, Any]:
-    """The subscribers row `Store.add` would write for `new` (`hashed`: its address's hash)."""
+    """The subscribers row for `new`, as `Store.add` and the bulk import write it."""
     return {
         "sequence_id": new.sequence_id,
         "email": normalize_email(new.email),

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from guide.dispatch_queries import DispatchQueries, insert_ignore
-from guide.imports import ImportQueries
+from guide.imports import ImportQueries, subscriber_row
 from guide.records import (
     NewSubscriber,
     Subscriber,
@@ -90,20 +90,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
     ) -> tuple[Subscriber, bool]:
         """Insert a subscriber; if the address is already there, return it unchanged and False."""
         address = normalize_email(new.email)
-        values = {
-            "sequence_id": new.sequence_id,
-            "email": address,
-            "email_hash": email_hash(address),
-            "name": new.name,
-            "timezone": new.timezone,
-            "send_time": new.send_time,
-            "status": status,
-            "discreet": new.discreet,
-            "next_due_at": next_due_at,
-            "created_at": now,
-            "confirmed_at": now if status == "active" else None,
-            "updated_at": now,
-        }
+        values = subscriber_row(new, next_due_at, email_hash(address), status=status, now=now)
         try:
             async with self.engine.begin() as conn:
                 row = (

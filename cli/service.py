@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import click
 
@@ -13,6 +15,7 @@ from guide.config import Config
 from guide.progress import next_step
 from wiring import Parts, serve
 
+F = TypeVar("F", bound=Callable[..., Any])
 # Enough for any real backlog; a dry run is read-only, so there is no lease to keep short.
 DRY_RUN_LIMIT = 10_000
 
@@ -37,13 +40,13 @@ def serve_command(config: Config) -> int:
     return asyncio.run(serve(config))
 
 
+def now_option(help: str) -> Callable[[F], F]:
+    """The `--now TIME` option of tick and status (simulated time, ISO 8601 with offset)."""
+    return click.option("--now", metavar="TIME", callback=parse_instant, help=help)
+
+
 @click.command("tick")
-@click.option(
-    "--now",
-    metavar="TIME",
-    callback=parse_instant,
-    help="pretend it is this time (ISO 8601 with offset)",
-)
+@now_option("pretend it is this time (ISO 8601 with offset)")
 @click.option("--dry-run", is_flag=True, help="print who would get which lesson; change nothing")
 @pass_config
 def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
@@ -55,12 +58,7 @@ def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
 
 
 @click.command("status")
-@click.option(
-    "--now",
-    metavar="TIME",
-    callback=parse_instant,
-    help="report as of this time (ISO 8601 with offset), e.g. after `tick --now`",
-)
+@now_option("report as of this time (ISO 8601 with offset), e.g. after `tick --now`")
 @pass_config
 def status_command(config: Config, now: datetime | None) -> int:
     """Subscribers by status, what is due, failures, and how late the oldest lesson is."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from delivery.compose import Composer
 from delivery.transports import Envelope
 from guide.lessons import Sequence
-from guide.progress import Step, next_step
+from guide.progress import next_step
 from guide.records import Subscriber
 
 
@@ -24,20 +24,6 @@ class Job:
     final: bool = False  # the subscriber completes once this is delivered
 
 
-def step_for(
-    subscriber: Subscriber,
-    recorded: list[str],
-    sequences: dict[str, Sequence],
-    *,
-    closing_email: bool,
-) -> tuple[Sequence | None, Step | None]:
-    """The subscriber's sequence and next step; (None, None) if the sequence is missing."""
-    sequence = sequences.get(subscriber.sequence_id)
-    if sequence is None:
-        return None, None
-    return sequence, next_step(sequence, recorded, closing_email=closing_email)
-
-
 def plan(
     composer: Composer,
     subscriber: Subscriber,
@@ -48,9 +34,10 @@ def plan(
     closing_email: bool,
 ) -> Job:
     """Decide what this subscriber gets now and build the message bytes."""
-    sequence, step = step_for(subscriber, recorded, sequences, closing_email=closing_email)
-    if sequence is None or step is None:
+    sequence = sequences.get(subscriber.sequence_id)
+    if sequence is None:
         return Job(subscriber, "")
+    step = next_step(sequence, recorded, closing_email=closing_email)
     if not step.send:
         return Job(subscriber, step.lesson_id, sequence=sequence, final=True)
     if step.closing:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from guide.errors import LifecycleError
 from guide.lessons import Sequence
-from guide.progress import CLOSING_ID, choose_next
+from guide.progress import CLOSING_ID, choose_next, finished
 from guide.records import NewSubscriber, Subscriber
 from guide.store import Store
 from scheduler.schedule import next_send_time, parse_send_time
@@ -153,11 +153,7 @@ async def resume(
         raise LifecycleError(f"cannot resume a subscriber who is {subscriber.status}")
     recorded = (await store.progress([subscriber.id]))[subscriber.id]
     sequence = sequences.get(subscriber.sequence_id)
-    if (
-        subscriber.status == "completed"
-        and sequence
-        and choose_next([x.id for x in sequence.lessons], recorded) is None
-    ):
+    if subscriber.status == "completed" and sequence and finished(sequence, recorded):
         raise LifecycleError("every lesson has been sent; use restart to begin again")
     return await _reactivate(store, subscriber, sequences, now=now, actor=actor)
 

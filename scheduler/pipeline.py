@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 # How long finished sends may wait for a commit when fewer than commit_every have piled up.
 FLUSH_SECONDS = 0.25
+# Subscribers planned between two chances for the rest of the event loop to run.
+_PLAN_SLICE = 32
 Claimed = tuple[list[Subscriber], dict[int, list[str]]]
 
 
@@ -77,18 +79,28 @@ class Pass:
                 batch = await store.claim_due(self.now, size, self.d.node, self.now + lease)
                 self.report.claimed += len(batch)
                 if not batch:
-                    return
+                    break
                 await self.claimed.put((batch, await store.progress([s.id for s in batch])))
                 if len(batch) < size:
-                    return
-        finally:
+                    break
+        except asyncio.CancelledError:
+            # Cancelled only once produce() has ended: nobody reads the queue any more, and
+            # waiting to put the end mark on it would hang the pass.
+            raise
+        except BaseException:
             await self.claimed.put(None)
+            raise
+        await self.claimed.put(None)
 
     async def produce(self) -> None:
         """Plan each claimed subscriber; a job to the workers, or an outcome straight away."""
         while (item := await self.claimed.get()) is not None:
             batch, recorded = item
-            for sub in batch:
+            for number, sub in enumerate(batch, 1):
+                if number % _PLAN_SLICE == 0:
+                    # Planning is pure CPU and never waits while the job queue has room: let
+                    # the pages and health checks on the same loop in between.
+                    await asyncio.sleep(0)
                 if not self._go_on():
                     self.unsent.append(sub.id)
                     continue

@@ -23,6 +23,7 @@ from typing import Any
 
 from delivery.transports.base import Envelope, SendResult, Status
 from delivery.transports.smtp import SMTPTransport
+from guide import eventloop
 from guide.config import Config
 from guide.errors import TransportConfigError
 
@@ -333,6 +334,7 @@ def main() -> None:
     # whole group must not cut sends off underneath it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    eventloop.install()
     asyncio.run(_child())
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# A strong link-signing key: weak ones are refused.
+BENCH_SECRET = "DqyJ1Vt0u2r7zUwYpDk4mH8bXfNc6LsGaRe9oTiQ-Ow"  # noqa: S105
 sys.path.insert(0, str(REPO))
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -88,7 +90,7 @@ def bench_config(state: Path, port: int, connections: int) -> Any:
         dispatch=DispatchConfig(
             connections=connections, batch_size=1000, commit_every=500, lease_seconds=3600
         ),
-        link_secret="bench-secret",
+        link_secret=BENCH_SECRET,
     )
 
 

@@ -11,9 +11,10 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
-from cli.logs import setup_logging
+from cli.logs import secrets_of, setup_logging
 from guide.config import Config, load_config
 from guide.errors import ConfigError
+from guide.redact import redact
 from wiring import Parts, build
 
 P = ParamSpec("P")
@@ -30,7 +31,7 @@ class ConfigurationError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         """Print `configuration error: <file:line: key: message>`, no usage text."""
-        click.echo(f"configuration error: {self.message}", file=file, err=file is None)
+        click.echo(f"configuration error: {redact(self.message)}", file=file, err=file is None)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class Invocation:
                 self._config = load_config(chosen)
             except ConfigError as err:
                 raise ConfigurationError(str(err)) from err
-            setup_logging(self._config.log_level)
+            setup_logging(self._config.log_level, secrets_of(self._config))
         return self._config
 
 

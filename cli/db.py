@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
 
 from cli.context import pass_config, with_parts
 from guide.config import Config
+from guide.redact import redact_url
 from wiring import Parts
 
 
@@ -26,6 +26,6 @@ async def upgraded(parts: Parts) -> int:
     """Say where the database is; building the parts already applied every migration."""
     url = parts.config.database_url
     # The URL carries the password in memory ($DRG_DATABASE_PASSWORD): never print it.
-    where = make_url(url).render_as_string(hide_password=True) if url else parts.config.sqlite_path
+    where = redact_url(url) if url else parts.config.sqlite_path
     click.echo(f"database at {where} is at the latest schema")
     return 0

@@ -15,7 +15,8 @@ from cli.db import db_group
 from cli.lessons import lessons_group, send_test_command
 from cli.service import serve_command, status_command, tick_command
 from cli.subscribers import subscribers_group
-from guide.errors import GuideError, LessonError
+from guide.errors import ConfigError, GuideError, LessonError
+from guide.redact import redact
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # also configuration errors
@@ -38,18 +39,23 @@ class GuideGroup(click.Group):
             # traceback, and the interpreter must not fail again flushing at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_CLOSED_PIPE
+        except ConfigError as err:
+            # Found while the parts were built (a key, a state folder): the same line and
+            # status as a bad config.yaml.
+            click.echo(f"configuration error: {redact(str(err))}", err=True)
+            return EXIT_USAGE
         except LessonError as err:
             for problem in err.problems:
                 click.echo(str(problem), err=True)
             click.echo(LESSONS_HINT, err=True)
             return EXIT_FAILURE
         except GuideError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {redact(str(err))}", err=True)
             return EXIT_FAILURE
         except OSError as err:
             # A folder that cannot be created or written (state_dir, --out, --output).
             where = f" ({err.filename})" if err.filename else ""
-            click.echo(f"error: {err.strerror or err}{where}", err=True)
+            click.echo(f"error: {redact(str(err.strerror or err))}{where}", err=True)
             return EXIT_FAILURE
 
 
@@ -57,7 +63,8 @@ class GuideGroup(click.Group):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    # A folder or an unreadable file is reported by the configuration loader, in one line.
+    type=click.Path(path_type=Path),
     default=DEFAULT_CONFIG,
     envvar="DRG_CONFIG",
     show_default=False,

@@ -41,3 +41,13 @@ class DKIMSigner:
             include_headers=list(SIGNED_HEADERS),
         )
         return bytes(signature) + message
+
+
+def aligned(signing_domain: str, from_domain: str) -> bool:
+    """Whether DMARC's relaxed alignment can hold: one domain is the other or a subdomain of it.
+
+    DMARC compares organizational domains (the public suffix list); without that list, a
+    parent/child relation is the part we can judge, and what operators get wrong in practice.
+    """
+    signing, sender = signing_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return signing == sender or sender.endswith(f".{signing}") or signing.endswith(f".{sender}")

@@ -13,7 +13,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.dataclasses import dataclass
 
 from guide.config_fields import (
+    RESOURCES_LIMIT,
+    URL_LIMIT,
     Boolean,
+    DNSName,
     Email,
     EmailOrEmpty,
     FileName,
@@ -25,16 +28,21 @@ from guide.config_fields import (
     HttpURL,
     Integer,
     Kind,
+    Name,
     NotInFile,
     Number,
-    OneLine,
     Port,
     RequiredLine,
+    Sentence,
+    Subject,
     Unit,
+    Word,
     ZeroMeans,
 )
 from guide.config_reader import ConfigFile, rule_error
 from guide.errors import ConfigError, YAMLSyntaxError
+from guide.keys import dkim_key_problem, link_key_problem
+from guide.text import ONE_LINE, is_one_line
 from guide.yamlsrc import load_yaml
 
 # Python callers get the same checks as config.yaml, so a test cannot build what a file can't.
@@ -44,6 +52,35 @@ DAYS = Unit("days")
 NO_LIMIT = ZeroMeans("no limit")
 Text = Annotated[str, Strict()]
 SMTPSecurity = Literal["starttls", "tls", "none", "auto"]
+
+
+MAX_CONFIG_BYTES = 1024 * 1024  # config.yaml; the shipped one is about 8 KB
+
+
+def one_line_secret(value: str) -> str | None:
+    """Passwords travel in protocol lines (SMTP AUTH, the PostgreSQL startup): one line only."""
+    return None if is_one_line(value) else f"the password {ONE_LINE}"
+
+
+def dkim_secret(value: str) -> str | None:
+    """Why a DKIM private key from a secret source cannot sign (None when it can)."""
+    return dkim_key_problem(value.encode())
+
+
+def _strong_or_generated(value: str) -> str:
+    # Python callers (tests, benchmarks) meet the same rule as the secret sources; empty means
+    # "generate one into state_dir".
+    problem = link_key_problem(value) if value else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _usable_or_absent(value: bytes) -> bytes:
+    problem = dkim_key_problem(value) if value else None
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def days(count: float) -> timedelta:
@@ -58,8 +95,8 @@ class SMTPConfig:
     host: HostName = "localhost"
     port: Port = 25
     security: SMTPSecurity = "auto"
-    username: Annotated[Text, Kind("a string")] = ""
-    password: Annotated[str, FromSecret("smtp_password", "password_file")] = Field(
+    username: Annotated[Word, Kind("one line of text")] = ""
+    password: Annotated[str, FromSecret("smtp_password", "password_file", one_line_secret)] = Field(
         default="", repr=False
     )
     timeout: Annotated[Number, Field(ge=1, le=600), SECONDS] = 30.0
@@ -73,9 +110,9 @@ class SenderConfig:
     """Who the mail is from, in normal and in discreet mode."""
 
     address: Email = "guide@localhost"
-    name: OneLine = "Daily Recovery Guide"
-    discreet_name: OneLine = "Daily Notes"
-    discreet_subject: OneLine = "Your note for today"
+    name: Name = "Daily Recovery Guide"
+    discreet_name: Name = "Daily Notes"
+    discreet_subject: Subject = "Your note for today"
     reply_to: EmailOrEmpty = ""
 
     @property
@@ -107,12 +144,14 @@ class FooterConfig:
     """Safety text every email carries."""
 
     crisis_resources: Annotated[
-        tuple[CrisisResource, ...], Field(min_length=1), Kind("a non-empty list")
+        tuple[CrisisResource, ...],
+        Field(min_length=1, max_length=RESOURCES_LIMIT),
+        Kind("a non-empty list"),
     ] = DEFAULT_CRISIS_RESOURCES
-    emergency: OneLine = (
+    emergency: Sentence = (
         "If you are in danger right now, call 911 in the US or your local emergency number."
     )
-    disclaimer: OneLine = (
+    disclaimer: Sentence = (
         "This guide is educational. It is not a substitute for care from a licensed clinician "
         "or advocate."
     )
@@ -139,7 +178,7 @@ class DispatchConfig:
 class WebConfig:
     """Where the subscriber pages listen and the base URL links in emails use."""
 
-    host: Annotated[Text, Kind("an address to listen on")] = "127.0.0.1"
+    host: Annotated[HostName, Kind("an address to listen on")] = "127.0.0.1"
     port: Port = 8080
     public_url: Annotated[HttpURL, Kind("an http(s) URL with no query")] = "http://127.0.0.1:8080"
     enabled: Boolean = True
@@ -154,11 +193,13 @@ class WebConfig:
 class DKIMConfig:
     """DKIM signing; off unless a selector, domain and key are configured."""
 
-    selector: Annotated[Text, Kind("a DNS label")] = ""
-    domain: Annotated[Text, Kind("a domain")] = ""
-    private_key: Annotated[bytes, FromSecret("dkim_private_key", "private_key_file")] = Field(
-        default=b"", repr=False
-    )
+    selector: Annotated[DNSName, Kind("a DNS label")] = ""
+    domain: Annotated[DNSName, Kind("a domain")] = ""
+    private_key: Annotated[
+        bytes,
+        AfterValidator(_usable_or_absent),
+        FromSecret("dkim_private_key", "private_key_file", dkim_secret),
+    ] = Field(default=b"", repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -178,7 +219,7 @@ class Config:
     state_dir: Folder = Path("state")
     database_url: Annotated[str, FromKey("database.url")] = ""
     lessons_dir: Annotated[Folder, FromKey("lessons.dir")] = Path("lessons")
-    default_sequence: Annotated[str, FromKey("lessons.default_sequence")] = "no-contact"
+    default_sequence: Annotated[Word, FromKey("lessons.default_sequence")] = "no-contact"
     transport: Literal["maildir", "smtp", "memory"] = "maildir"
     maildir_path: Annotated[Folder, FromKey("maildir.path")] = Field(default_factory=_outbox)
     smtp: SMTPConfig = SMTPConfig()
@@ -188,9 +229,11 @@ class Config:
     dispatch: DispatchConfig = DispatchConfig()
     web: WebConfig = WebConfig()
     dkim: DKIMConfig = DKIMConfig()
-    link_secret: Annotated[str, FromSecret("link_secret", "links.secret_file")] = Field(
-        default="", repr=False
-    )
+    link_secret: Annotated[
+        str,
+        AfterValidator(_strong_or_generated),
+        FromSecret("link_secret", "links.secret_file", link_key_problem),
+    ] = Field(default="", repr=False)
     link_lifetime: Annotated[timedelta, FromKey("links.lifetime_days", days)] = timedelta(days=30)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -213,6 +256,8 @@ def _database_url(url: str) -> str:
 
     if not url:
         return url
+    if not is_one_line(url) or " " in url:
+        raise rule_error("must be a URL without spaces or control characters")
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise rule_error("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
     try:
@@ -226,7 +271,12 @@ def _database_url(url: str) -> str:
     return url
 
 
-DatabaseURL = Annotated[Text, AfterValidator(_database_url), Kind("a SQLAlchemy URL or empty")]
+DatabaseURL = Annotated[
+    Text,
+    Field(max_length=URL_LIMIT),
+    AfterValidator(_database_url),
+    Kind("a SQLAlchemy URL or empty"),
+]
 
 
 def _empty_is_absent(value: Any) -> Any:
@@ -244,7 +294,7 @@ class LessonsKeys(_Keys):
     """lessons: the folder of sequences and the one new subscribers get."""
 
     dir: FolderPath | None = None
-    default_sequence: Annotated[Text, Kind("a sequence id")] | None = None
+    default_sequence: Annotated[Word, Kind("a sequence id")] | None = None
 
 
 class MaildirKeys(_Keys):
@@ -296,9 +346,19 @@ def load_config(path: Path | None, env: AbstractMapping[str, str] | None = None)
     if path is None:
         return _load(ConfigFile(None, source="(defaults)", base=Path.cwd(), env=env), None)
     try:
+        if path.is_dir():
+            raise ConfigError("--config", f"{path} is a folder; name a file such as config.yaml")
+        if path.exists() and not path.is_file():
+            raise ConfigError("--config", f"{path} is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            message = f"{path} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MB"
+            raise ConfigError("--config", message)
         data = load_yaml(path)
     except FileNotFoundError as err:
         raise ConfigError("--config", f"no such file: {path}") from err
+    except OSError as err:
+        raise ConfigError("--config", f"cannot read {path}: {err.strerror or err}") from err
     except YAMLSyntaxError as err:
         raise ConfigError(
             "(syntax)", err.message, source=f"{path}:{err.line}:{err.column}"
@@ -323,7 +383,9 @@ def _with_password(file: ConfigFile, url: str, password_file: str) -> str:
 
     if not url:
         return url
-    password = file.secret("database_password", password_file, "database.password_file")
+    password = file.secret(
+        "database_password", password_file, "database.password_file", one_line_secret
+    )
     if not password:
         return url
     return make_url(url).set(password=password).render_as_string(hide_password=False)

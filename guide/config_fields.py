@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,24 @@ from urllib.parse import urlsplit
 import annotated_types
 from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationInfo
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from guide.text import is_email_address, is_one_line
 
 T = TypeVar("T")
+_DNS_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*")
+# The limits on what an operator writes (README "Limits"): generous for real use, small enough
+# that no header, page or log line can be blown up by a paste gone wrong.
+NAME_LIMIT = 100  # a From display name, as a subscriber's name (guide.text.NAME_MAX)
+SUBJECT_LIMIT = 200  # a subject line
+SENTENCE_LIMIT = 500  # footer lines
+RESOURCE_LIMIT = 200  # a crisis resource's name and contact
+RESOURCES_LIMIT = 20  # crisis resources in the footer
+URL_LIMIT = 2000  # URLs (browsers and mail clients cope with far longer, people do not)
+HOST_LIMIT = 253  # a DNS name (RFC 1035)
+TEXT_LIMIT = 256  # user names, listen addresses, sequence ids
+PATH_LIMIT = 4096  # PATH_MAX on Linux
 UNKNOWN_KEY = "unknown key (misspelt? see the comments in config.yaml)"
 
 
@@ -55,15 +70,22 @@ class FromKey(NotInFile):
 
 @dataclass(frozen=True)
 class FromSecret(NotInFile):
-    """The attribute is a secret: $DRG_<NAME>, the file at `file_key`, or a systemd credential."""
+    """The attribute is a secret: $DRG_<NAME>, the file at `file_key`, or a systemd credential.
+
+    `check` says what is wrong with a value found (None when it is fine); its message is shown
+    with where the value came from.
+    """
 
     name: str
     file_key: str
+    check: Callable[[str], str | None] | None = None
 
 
 def _resolve_path(value: Any, info: ValidationInfo) -> Any:
     # While config.yaml is read, relative paths (defaults too) mean relative to its folder;
     # Python callers get their paths as they are.
+    if isinstance(value, str) and len(value) > PATH_LIMIT:
+        raise PydanticCustomError("string_too_long", "too long", {"max_length": PATH_LIMIT})
     base = info.context.get("base") if isinstance(info.context, dict) else None
     if isinstance(base, Path) and isinstance(value, str | Path):
         return base / Path(value).expanduser()
@@ -73,6 +95,20 @@ def _resolve_path(value: Any, info: ValidationInfo) -> Any:
 def _one_line(value: str) -> str:
     if not is_one_line(value):
         raise ValueError("not one line")
+    return value
+
+
+def _host_name(value: str) -> str:
+    # Host names go into EHLO and connect calls: a line break would end the command early.
+    if not is_one_line(value) or " " in value:
+        raise ValueError("not a host name")
+    return value
+
+
+def _dns_name(value: str) -> str:
+    # DKIM's d= and s= tags and the DNS name a verifier looks up; empty means not configured.
+    if value and not _DNS_NAME.fullmatch(value):
+        raise ValueError("not a DNS name")
     return value
 
 
@@ -100,13 +136,26 @@ Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 FolderPath = Annotated[Path, Strict(), BeforeValidator(_resolve_path), Kind("a folder path")]
 # A default folder is relative to config.yaml's folder too.
 Folder = Annotated[FolderPath, Field(validate_default=True)]
-FileName = Annotated[str, Strict(), Kind("a file path")]
-HostName = Annotated[str, Strict(), Kind("a host name")]
+FileName = Annotated[
+    str, Strict(), AfterValidator(_one_line), Field(max_length=PATH_LIMIT), Kind("a file path")
+]
+HostName = Annotated[
+    str, Strict(), AfterValidator(_host_name), Field(max_length=HOST_LIMIT), Kind("a host name")
+]
+DNSName = Annotated[
+    str, Strict(), AfterValidator(_dns_name), Field(max_length=HOST_LIMIT), Kind("a DNS name")
+]
 OneLine = Annotated[str, Strict(), AfterValidator(_one_line), Kind("one line of text")]
-RequiredLine = Annotated[OneLine, Field(min_length=1)]
+Word = Annotated[OneLine, Field(max_length=TEXT_LIMIT)]
+Name = Annotated[OneLine, Field(max_length=NAME_LIMIT)]
+Subject = Annotated[OneLine, Field(max_length=SUBJECT_LIMIT)]
+Sentence = Annotated[OneLine, Field(max_length=SENTENCE_LIMIT)]
+RequiredLine = Annotated[OneLine, Field(min_length=1, max_length=RESOURCE_LIMIT)]
 EmailOrEmpty = Annotated[str, Strict(), AfterValidator(_email_or_empty), Kind("an email address")]
 Email = Annotated[EmailOrEmpty, Field(min_length=1)]
-HttpURL = Annotated[str, Strict(), AfterValidator(_http_url), Kind("an http(s) URL")]
+HttpURL = Annotated[
+    str, Strict(), AfterValidator(_http_url), Field(max_length=URL_LIMIT), Kind("an http(s) URL")
+]
 
 
 def plain(info: FieldInfo) -> FieldInfo:

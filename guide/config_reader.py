@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping as AbstractMapping
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
@@ -13,6 +14,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from guide.config_fields import UNKNOWN_KEY, FromKey, FromSecret, expected, marker, plain
 from guide.errors import ConfigError
+from guide.private import read_secret
 from guide.yamlsrc import Mapping, SourceList
 
 T = TypeVar("T")
@@ -64,26 +66,32 @@ class ConfigFile:
         """A ConfigError for a dotted key path, at its file:line."""
         return ConfigError(key, message, source=self.where(key))
 
-    def secret(self, name: str, file_value: str, file_key: str) -> str:
-        """A secret from $DRG_<NAME>, the file `file_value`, or $CREDENTIALS_DIRECTORY/<name>."""
-        from_env = self.env.get(f"DRG_{name.upper()}")
-        if from_env:
-            return from_env
-        candidates: list[tuple[Path, str]] = []
-        if file_value:
-            candidates.append((self.base / Path(file_value).expanduser(), file_key))
-        elif self.env.get("CREDENTIALS_DIRECTORY"):
+    def secret(
+        self,
+        name: str,
+        file_value: str,
+        file_key: str,
+        check: Callable[[str], str | None] | None = None,
+    ) -> str:
+        """A secret from $DRG_<NAME>, the file `file_value`, or $CREDENTIALS_DIRECTORY/<name>.
+
+        A file found must hold a value, and `check` must pass: each error names the source.
+        """
+        env_name = f"DRG_{name.upper()}"
+        value, key, source, where = self.env.get(env_name, ""), f"${env_name}", None, ""
+        if not value and file_value:
+            path = self.base / Path(file_value).expanduser()
+            key, source, where = file_key, self.where(file_key), f"{path}: "
+            value = read_secret(path, key, source)
+        elif not value and self.env.get("CREDENTIALS_DIRECTORY"):
             credential = Path(self.env["CREDENTIALS_DIRECTORY"]) / name
             if credential.exists():
-                candidates.append((credential, "$CREDENTIALS_DIRECTORY"))
-        for path, key in candidates:
-            try:
-                return path.read_text(encoding="utf-8").strip()
-            except OSError as err:
-                raise ConfigError(
-                    key, f"cannot read {path}: {err.strerror}", source=self.where(file_key)
-                ) from err
-        return ""
+                key = f"$CREDENTIALS_DIRECTORY/{name}"
+                value = read_secret(credential, key)
+        problem = check(value) if value and check is not None else None
+        if problem:
+            raise ConfigError(key, f"{where}{problem}", source=source)
+        return value
 
     def _split(self, data: Any, public: Any, keys: Any, loc: Loc) -> tuple[Any, dict[str, Any]]:
         # Sort one mapping into the attributes of `public` and the keys only `keys` models,
@@ -140,7 +148,9 @@ class ConfigFile:
                     values[name] = origin.convert(value) if origin.convert else value
             elif isinstance(origin, FromSecret):
                 file_key = ".".join([*(str(part) for part in loc), origin.file_key])
-                secret = self.secret(origin.name, _lookup(keys, origin.file_key) or "", file_key)
+                secret = self.secret(
+                    origin.name, _lookup(keys, origin.file_key) or "", file_key, origin.check
+                )
                 values[name] = secret.encode() if info.annotation is bytes else secret
             elif fields_of(info.annotation):
                 # A section the file leaves out still gets its secrets (from $DRG_…).
@@ -205,4 +215,9 @@ def _message(error: ErrorDetails, info: FieldInfo | None) -> str:
         return "must be a mapping of keys"
     if kind == _RULE:
         return error["msg"]
+    limit = error.get("ctx", {}).get("max_length")
+    if kind == "string_too_long" and limit is not None:
+        return f"must be at most {limit} characters"
+    if kind == "too_long" and limit is not None:
+        return f"must have at most {limit} entries"
     return expected(info) if info is not None else "is not valid"

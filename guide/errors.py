@@ -79,3 +79,12 @@ class TokenError(GuideError, ValueError):
 
 class LifecycleError(GuideError, ValueError):
     """A subscriber action does not apply to this subscriber in their current state."""
+
+
+class DatabaseError(GuideError):
+    """The database cannot be reached or opened right now; names the config key, URL redacted."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")

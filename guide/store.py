@@ -18,11 +18,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from guide.database_errors import open_failure
 from guide.dispatch_queries import DispatchQueries, insert_ignore
 from guide.imports import ImportQueries, subscriber_row
+from guide.private import private_folder
 from guide.records import (
     NewSubscriber,
     Subscriber,
@@ -44,7 +46,12 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
 
     @classmethod
     async def open(cls, url: str, *, sqlite_path: Path, migrate: bool = True) -> Store:
-        """Connect (creating the SQLite file 0600 if needed) and apply migrations."""
+        """Connect (creating the SQLite file 0600 if needed) and apply migrations.
+
+        A failure is one GuideError naming the config key (ConfigError when only the
+        configuration can fix it), with any password in the URL hidden.
+        """
+        key, where = ("database.url", url) if url else ("state_dir", str(sqlite_path))
         if not url:
             _create_private(sqlite_path)
             url = f"sqlite+aiosqlite:///{sqlite_path}"
@@ -52,8 +59,14 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
-        if migrate:
-            await store.upgrade()
+        try:
+            if migrate:
+                await store.upgrade()
+            else:
+                await store.ping()
+        except (SQLAlchemyError, OSError) as err:
+            await engine.dispose()
+            raise open_failure(err, key, where) from err
         return store
 
     async def upgrade(self) -> None:
@@ -324,7 +337,7 @@ async def _status_of(conn: AsyncConnection, subscriber_id: int) -> str | None:
 
 def _create_private(path: Path) -> None:
     # The database holds addresses of people at risk: only the service user may read it.
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_folder(path.parent, "state_dir")
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)  # also tighten a file an older version or a person created
 

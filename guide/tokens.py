@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -17,7 +16,9 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, want_bytes
 
 from guide.config import Config
-from guide.errors import TokenError
+from guide.errors import ConfigError, TokenError
+from guide.keys import link_key_problem, new_link_key
+from guide.private import private_folder, read_secret
 
 # One salt per purpose, so a token made for one link can never be replayed on another.
 PURPOSES = ("unsubscribe", "manage", "confirm", "lesson", "export", "erase")
@@ -113,17 +114,25 @@ def link_secret(config: Config) -> str:
     if config.link_secret:
         return config.link_secret
     path: Path = config.state_dir / "link-secret"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once must not end up with different secrets.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
+    private_folder(config.state_dir, "state_dir")
+    if not path.exists():
+        # O_EXCL: two processes starting at once must not end up with different secrets.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(new_link_key() + "\n")
+    value = read_secret(path, "state_dir")
+    problem = link_key_problem(value)
+    if problem:
+        # Someone wrote this file by hand: say so rather than sign links anyone could forge.
+        raise ConfigError(
+            "state_dir",
+            f"{path}: {problem}; or delete the file to have one generated "
+            "(links already sent stop working)",
+        )
     return value
 
 

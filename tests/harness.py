@@ -21,6 +21,9 @@ from wiring import Parts, build
 
 REPO = Path(__file__).resolve().parent.parent
 LESSONS = REPO / "lessons"
+# A strong link-signing key (43 characters of base64url): weak ones are refused everywhere.
+LINK_SECRET = "rDEvvj4wuomh7-NRmg5jmpZ6W7BInB10vYF3pYqeP4c"
+OTHER_LINK_SECRET = "BfQEUqGn3kolacVE91ZcwEc-Rhxr91uPW4iqN_jT3Q0"
 
 
 class Clock:
@@ -45,7 +48,7 @@ def config_for(tmp_path: Path, *, lessons: Path = LESSONS, **dispatch: Any) -> C
         lessons_dir=lessons,
         maildir_path=tmp_path / "state" / "outbox",
         dispatch=settings,
-        link_secret="test-link-secret",
+        link_secret=LINK_SECRET,
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import annotated_types
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from guide.config import (
     Config,
@@ -350,11 +352,11 @@ def test_password_not_in_repr(secret_sources: tuple[Path, Path]) -> None:
     path, _ = secret_sources
     env = {
         "DRG_SMTP_PASSWORD": "s3cr3t-smtp-value",
-        "DRG_LINK_SECRET": "s3cr3t-link-value",
+        "DRG_LINK_SECRET": "s3cr3t-link-value-rDEvvj4wuomh7-NRmg5jmpZ6W7BInB10vYF3pYqeP4c",
     }
     config = load_config(path, env=env)
     assert config.smtp.password == "s3cr3t-smtp-value"
-    assert config.link_secret == "s3cr3t-link-value"
+    assert config.link_secret == "s3cr3t-link-value-rDEvvj4wuomh7-NRmg5jmpZ6W7BInB10vYF3pYqeP4c"
     for text in (repr(config), str(config), repr(config.smtp)):
         assert "s3cr3t" not in text
 
@@ -371,7 +373,14 @@ def test_unreadable_password_file_names_the_key(tmp_path: Path, kind: str) -> No
 
 
 def test_dkim_key_from_file(tmp_path: Path) -> None:
-    (tmp_path / "dkim.pem").write_text("-----BEGIN PRIVATE KEY-----\nabc\n", encoding="utf-8")
+    # A real key: a key that does not parse is refused when the configuration is read.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (tmp_path / "dkim.pem").write_bytes(pem)
     path = write_config(
         tmp_path,
         "dkim:\n  selector: s1\n  domain: example.org\n  private_key_file: dkim.pem\n",

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from aiosmtpd.smtp import Session
 
-from tests.harness import LESSONS, REPO, day_of, message_id_of
+from tests.harness import LESSONS, LINK_SECRET, REPO, day_of, message_id_of
 from tests.smtpd import RecordingSMTP, SMTPServers, threaded_smtp_servers
 
 __all__ = ["threaded_smtp_servers"]
@@ -51,7 +51,7 @@ dispatch:
 
 
 def run(config: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DRG_LINK_SECRET": "crash-test-secret"}
+    env = {**os.environ, "DRG_LINK_SECRET": LINK_SECRET}
     return subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), "--config", str(config), *args],
         stdout=subprocess.PIPE,

@@ -26,7 +26,7 @@ from delivery.transports import MemoryTransport
 from guide.config import Config, DKIMConfig
 from guide.records import NewSubscriber
 from scheduler import subscribers as life
-from tests.harness import Clock, config_for, make_parts
+from tests.harness import LINK_SECRET, Clock, config_for, make_parts
 from web.app import create_app
 from wiring import Parts, web_context
 
@@ -180,7 +180,7 @@ def test_send_test_is_signed(tmp_path: Path, key: Key) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRG_")}
     env["DRG_DKIM_PRIVATE_KEY"] = key.pem.decode()
-    env["DRG_LINK_SECRET"] = "a-test-secret-that-is-long-enough-for-links-0123456789"
+    env["DRG_LINK_SECRET"] = LINK_SECRET
     command = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
     result = subprocess.run(
         [*command, "send-test", "1", "--to", "admin@example.org"],

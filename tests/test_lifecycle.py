@@ -26,7 +26,15 @@ from guide.records import NewSubscriber, Stop, Subscriber, email_hash
 from guide.schema import subscribers
 from guide.store import MIGRATIONS, Store
 from scheduler import subscribers as life
-from tests.harness import LESSONS, Clock, config_for, day_of, make_parts, message_id_of
+from tests.harness import (
+    LESSONS,
+    LINK_SECRET,
+    Clock,
+    config_for,
+    day_of,
+    make_parts,
+    message_id_of,
+)
 from wiring import Parts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -442,7 +450,7 @@ def test_db_upgrade_twice_is_harmless_and_ends_at_head(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRG_")}
-    env |= {"DRG_LINK_SECRET": "lifecycle-test-secret", "PYTHONDONTWRITEBYTECODE": "1"}
+    env |= {"DRG_LINK_SECRET": LINK_SECRET, "PYTHONDONTWRITEBYTECODE": "1"}
     for _ in range(2):
         done = subprocess.run(
             [sys.executable, str(ROOT / "run.py"), "--config", str(config), "db", "upgrade"],

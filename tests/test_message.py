@@ -27,6 +27,7 @@ from guide.config import Config, SenderConfig
 from guide.errors import HeaderInjectionError, TokenError
 from guide.lessons import Lesson, Sequence, load_library
 from guide.tokens import LinkSigner
+from tests.harness import LINK_SECRET, OTHER_LINK_SECRET
 
 REPO = Path(__file__).resolve().parent.parent
 WHEN = datetime(2025, 3, 4, 7, 30, tzinfo=UTC)
@@ -65,7 +66,7 @@ def factory(config: Config) -> MessageFactory:
 @pytest.fixture(scope="module")
 def signer() -> LinkSigner:
     """A link signer for a test site."""
-    return LinkSigner("test-secret", "https://notes.example.org", timedelta(days=30))
+    return LinkSigner(LINK_SECRET, "https://notes.example.org", timedelta(days=30))
 
 
 @pytest.fixture(scope="module")
@@ -575,7 +576,7 @@ def test_tampered_token_is_rejected(signer: LinkSigner) -> None:
         with pytest.raises(TokenError) as info:
             signer.load("unsubscribe", bad, WHEN)
         assert info.value.expired is False
-    stranger = LinkSigner("other-secret", signer.public_url, signer.lifetime)
+    stranger = LinkSigner(OTHER_LINK_SECRET, signer.public_url, signer.lifetime)
     with pytest.raises(TokenError):
         stranger.load("unsubscribe", token, WHEN)
 
@@ -599,7 +600,7 @@ def test_message_id_is_stable_and_distinct(signer: LinkSigner) -> None:
     others = {
         signer.message_id("example.org", "sub-43", "the-month-ahead"),
         signer.message_id("example.org", "sub-42", "seven-attempts"),
-        LinkSigner("other-secret", "https://x.example", timedelta(days=1)).message_id(
+        LinkSigner(OTHER_LINK_SECRET, "https://x.example", timedelta(days=1)).message_id(
             "example.org", "sub-42", "the-month-ahead"
         ),
     }

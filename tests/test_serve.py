@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.harness import LESSONS, REPO
+from tests.harness import LESSONS, LINK_SECRET, REPO
 
 
 def free_port() -> int:
@@ -42,7 +42,7 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
     config.write_text(
         f"state_dir: {tmp_path / 'state'}\nlessons:\n  dir: {LESSONS}\nweb:\n  port: {port}\n"
     )
-    env = {**os.environ, "DRG_LINK_SECRET": "serve-test"}
+    env = {**os.environ, "DRG_LINK_SECRET": LINK_SECRET}
     run = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
     add = await asyncio.create_subprocess_exec(
         *run,
@@ -79,7 +79,7 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
     assert await asyncio.wait_for(serve.wait(), 30) == 0
     log = "".join(seen)
     assert "Traceback" not in log
-    assert "serve-test" not in log  # the link secret is never logged
+    assert LINK_SECRET not in log  # the link secret is never logged
 
     files = list((tmp_path / "state" / "outbox" / "new").iterdir())
     assert len(files) == 1 and files[0].suffix == ".eml"

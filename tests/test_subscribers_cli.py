@@ -28,6 +28,7 @@ from guide.lessons import Sequence, load_library
 from guide.records import Retry, Stop, email_hash
 from guide.store import Store
 from scheduler.subscribers import IMPORT_BATCH
+from tests.harness import LINK_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_PY = ROOT / "run.py"
@@ -62,7 +63,7 @@ class CLI:
             for key, value in os.environ.items()
             if not key.startswith("DRG_") and key != "CREDENTIALS_DIRECTORY"
         }
-        self.env |= {"DRG_LINK_SECRET": "cli-test-link-secret", "PYTHONDONTWRITEBYTECODE": "1"}
+        self.env |= {"DRG_LINK_SECRET": LINK_SECRET, "PYTHONDONTWRITEBYTECODE": "1"}
 
     def __call__(self, *args: str) -> Result:
         done = subprocess.run(

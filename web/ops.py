@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from guide.redact import redact
 from scheduler.stats import DispatchStats
 from web.context import context_of
 
@@ -22,7 +23,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     try:
         database = "ok" if await context.store.ping() else "error"
     except Exception as err:  # any failure here means unhealthy, with the reason shown
-        database = f"error: {type(err).__name__}"
+        database = f"error: {type(err).__name__}"  # the type only: no URL, no reply
     running = context.scheduler_running()
     age = (now - stats.last_tick).total_seconds() if stats.last_tick else None
     stale = timedelta(seconds=3 * context.config.dispatch.interval_seconds + 60).total_seconds()
@@ -33,7 +34,8 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         "database": database,
         "scheduler": "running" if running else "stopped",
         "last_tick_age_seconds": None if age is None else round(age, 1),
-        "relay": relay,
+        # The relay's last error can quote a URL or a reply: shown only with secrets hidden.
+        "relay": redact(relay),
         "failing_seconds": None
         if stats.failing_since is None
         else round((now - stats.failing_since).total_seconds(), 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -9,18 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delivery.compose import Composer
-from delivery.dkim import DKIMSigner
+from delivery.dkim import DKIMSigner, aligned
 from delivery.message import MessageFactory
 from delivery.transports import MaildirTransport, MemoryTransport, SMTPTransport, Transport
 from delivery.transports.process import ProcessTransport
 from guide.clock import Clock, system_clock
 from guide.config import Config
 from guide.library import LessonLibrary
+from guide.private import private_folder
 from guide.store import Store
 from guide.tokens import LinkSigner, make_signer
 from scheduler.dispatch import Dispatcher
 from web.context import WebContext
 
+log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -43,6 +46,14 @@ def make_transport(config: Config) -> Transport:
 def make_composer(config: Config, signer: LinkSigner | None = None) -> Composer:
     """The composer every email goes through, signing with DKIM when it is configured."""
     dkim = DKIMSigner(config.dkim) if config.dkim.enabled else None
+    if dkim is not None and not aligned(config.dkim.domain, config.sender.domain):
+        # Signed, but receivers enforcing DMARC judge the From domain: the signature won't count.
+        log.warning(
+            "dkim.domain %s is not aligned with the From domain %s (sender.address): "
+            "DMARC receivers will not count this signature",
+            config.dkim.domain,
+            config.sender.domain,
+        )
     factory = MessageFactory(config, TEMPLATES)
     return Composer(config, factory, signer or make_signer(config), dkim)
 
@@ -79,6 +90,9 @@ async def build(
     config: Config, *, clock: Clock = system_clock, transport: Transport | None = None
 ) -> Parts:
     """Open the store (migrating it), load lessons, and wire the dispatcher."""
+    if config.state_dir.exists():
+        # A folder left 0755 (an old install, a hand-made one) is tightened before use.
+        private_folder(config.state_dir, "state_dir")
     library = LessonLibrary(config.lessons_dir)
     library.load()
     store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)

@@ -13,8 +13,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from guide.config import Config
 from web.app import create_app
 from wiring.parts import Parts, build, web_context
+from wiring.stacks import task_stacks
 
 log = logging.getLogger(__name__)
+# How long a cancelled pass may take to wind down before the parts are closed anyway.
+_CANCEL_SECONDS = 5.0
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
@@ -57,6 +60,10 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # `kill -USR1` logs where every task waits: what a stop that hangs needs to be understood
+    # (a thread dump such as py-spy's shows only the idle event loop). It stays until the loop
+    # closes, so it also answers while asyncio.run() cancels what is left.
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     scheduler.start()
     log.info(
         "serving: transport %s, %d lesson sequence(s), a pass every %ds",
@@ -68,21 +75,36 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         await stop.wait()
     finally:
         log.info("stopping: no new claims; waiting for in-flight sends")
-        scheduler.shutdown(wait=False)
+        # Stop the dispatcher before the scheduler: APScheduler's shutdown cancels a running
+        # pass, which would cut off the sends it should let finish (and a claim or a commit
+        # mid-transaction). A stopping pass ends by itself, within the grace period.
         parts.dispatcher.stop()
         if runner is not None:
             await runner.cleanup()
-        try:
-            await asyncio.wait_for(
-                parts.dispatcher.idle.wait(), config.dispatch.shutdown_grace_seconds + 5
-            )
-        except TimeoutError:
+        grace = config.dispatch.shutdown_grace_seconds + 5
+        if not await _idle_within(parts, grace):
             log.warning("in-flight sends did not finish in time; their leases are released")
+        scheduler.shutdown(wait=False)  # cancels a pass that is still running
+        if not await _idle_within(parts, _CANCEL_SECONDS):
+            log.error("the pass did not end when cancelled:\n%s", task_stacks())
         await parts.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
     return 0
+
+
+async def _idle_within(parts: Parts, seconds: float) -> bool:
+    """Whether the dispatcher is idle, or becomes so within `seconds`."""
+    try:
+        await asyncio.wait_for(parts.dispatcher.idle.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _log_task_stacks() -> None:
+    log.warning("asyncio tasks (SIGUSR1):\n%s", task_stacks())
 
 
 async def _start_web(

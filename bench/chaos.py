@@ -5,8 +5,10 @@
 Every subscriber (timezone UTC) is due at once. A sink in its own process (bench/chaos_sink.py)
 answers 451/421, drops connections before the DATA reply, replies slowly and has outages; it
 fsyncs every message it accepts to a ledger before its 250. Each round starts `run.py serve`
-(a pass a second, rate-limited so the sending spans the rounds) and, after 0.5–5 s, SIGKILLs
-it or its sender child (after a child kill the service must carry on and stop on SIGTERM).
+(a pass a second, rate-limited so the sending spans the rounds) and, 0.5–5 s after its first
+send, SIGKILLs it or its sender child (after a child kill the service must carry on and stop
+on SIGTERM in time, with status 0). Every wait is bounded: a process that does not stop in
+time is a hang, reported with its stacks (bench/chaos_procs.py), and fails the run.
 The dead node's leases are released as an operator would, so the next round need not wait
 lease_seconds. Then the relay calms down: one last `serve` sends what is due and is stopped
 with SIGTERM, and `tick --now` passes (simulated time, minutes ahead, before anyone's next
@@ -21,6 +23,7 @@ import asyncio
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -32,18 +35,29 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 SINK = Path(__file__).resolve().parent / "chaos_sink.py"
 sys.path[:0] = [str(REPO), str(SINK.parent)]
 
 from chaos_checks import Kill, Run, Settings, compare, failed, read_ledger, table  # noqa: E402
+from chaos_procs import (  # noqa: E402
+    Hang,
+    kill,
+    sender_child,
+    start_service,
+    stop,
+    wait,
+    wait_until_sending,
+    wait_until_serving,
+)
 
 # Generous upper bounds: past them something hangs. Stopping may take shutdown_grace_seconds
 # (10 here) + 5 for in-flight sends and up to 60 for the sender child to finish.
 STOP_BOUND = 90.0
 DRAIN_BOUND = 300.0
+# The sink prints `ready` within a second or two of starting.
+START_BOUND = 60.0
 
 
 def free_port() -> int:
@@ -132,6 +146,7 @@ class Sink:
         self.process: subprocess.Popen[str] | None = None
         self.faults: Counter[str] = Counter()
         self.starts = 0
+        self.hangs: list[Hang] = []
 
     def start(self, *, calm: bool) -> None:
         """Start it and wait for its `ready`."""
@@ -142,18 +157,22 @@ class Sink:
             [*command, *(["--calm"] if calm else [])], stdout=subprocess.PIPE, text=True
         )
         assert self.process.stdout is not None
-        if self.process.stdout.readline().strip() != "ready":
-            raise SystemExit("the chaos sink did not start")
+        ready, _, _ = select.select([self.process.stdout], [], [], START_BOUND)
+        if not ready or self.process.stdout.readline().strip() != "ready":
+            kill(self.process)
+            raise SystemExit(f"the chaos sink did not start within {START_BOUND:g} s")
 
     def _stats(self) -> Path:
         return self.work / f"sink-{self.starts}.json"
 
     def stop(self) -> None:
-        """SIGTERM, wait, add its counters."""
+        """SIGTERM, wait (a hang is killed and kept in `hangs`), add its counters."""
         if self.process is None:
             return
-        self.process.terminate()
-        self.process.wait(STOP_BOUND)
+        log = self.work / f"sink-{self.starts}.log"  # its stacks go next to it on a hang
+        hang = stop(self.process, STOP_BOUND, "the sink", log, serve=False)
+        if hang is not None:
+            self.hangs.append(hang)
         self.process = None
         if self._stats().exists():
             self.faults.update(json.loads(self._stats().read_text(encoding="utf-8")))
@@ -164,48 +183,6 @@ class Sink:
             return 0
         with self.ledger.open("rb") as handle:
             return sum(1 for _ in handle)
-
-
-def start_service(config: Path, log: IO[str], *args: str) -> subprocess.Popen[str]:
-    """`run.py --config … <args>`, its output into `log`."""
-    env = {**os.environ, "DRG_LINK_SECRET": "chaos-secret", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "--config", str(config), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-
-
-def sender_child(pid: int) -> int | None:
-    """The pid of the sender process of `serve` (it is started on the first send), or None."""
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        for child in children.read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"delivery.transports.process" in cmdline:
-                return int(child)
-    return None
-
-
-def wait_until_sending(pid: int) -> None:
-    """Until serve has started its sender child (its first send), or 3 s when nothing is due."""
-    # Python takes a second or two to start; a kill before that would test nothing.
-    deadline = time.monotonic() + 3.0
-    while sender_child(pid) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def wait_until_serving(log: Path, serve: subprocess.Popen[str]) -> None:
-    """Until serve logs that it runs: a SIGTERM before its handler is installed kills it."""
-    deadline = time.monotonic() + STOP_BOUND
-    while "serving:" not in log.read_text(encoding="utf-8", errors="replace"):
-        if serve.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"serve did not start; see {log}")
-        time.sleep(0.1)
 
 
 def release_leases(database: Path, pid: int) -> int:
@@ -229,14 +206,13 @@ def settle(sink: Sink) -> int:
 def one_round(number: int, settings: Settings, work: Path, sink: Sink, rng: random.Random) -> Run:
     """Start serve, SIGKILL it (or its sender child, then SIGTERM it) at a random time."""
     result = Run()
-    with (work / f"serve-{number}.log").open("w") as log:
+    path = work / f"serve-{number}.log"
+    with path.open("w") as log:
         serve = start_service(work / "chaos.yaml", log, "serve")
         try:
-            kill_at_random(number, settings, serve, sink, rng, result)
+            kill_at_random(number, settings, serve, sink, rng, result, path)
         finally:
-            if serve.poll() is None:  # interrupted: leave no service behind
-                serve.kill()
-                serve.wait()
+            kill(serve)  # interrupted: leave no service behind
         result.released = release_leases(work / "state" / "guide.sqlite3", serve.pid)
     return result
 
@@ -248,8 +224,11 @@ def kill_at_random(
     sink: Sink,
     rng: random.Random,
     result: Run,
+    log: Path,
 ) -> None:
-    """SIGKILL serve, or its sender child and then SIGTERM serve (killed if it hangs)."""
+    """SIGKILL serve, or its sender child and then SIGTERM serve (a hang is reported)."""
+    # On a busy machine Python takes seconds to start: a kill before serve runs tests nothing.
+    wait_until_serving(log, serve, STOP_BOUND)
     wait_until_sending(serve.pid)
     time.sleep(rng.uniform(0.5, 5.0))
     child = sender_child(serve.pid) if settings.kill_child and rng.random() < 0.4 else None
@@ -258,14 +237,14 @@ def kill_at_random(
         result.kills.append(Kill(number, "child", settle(sink)))
         # The service must carry on with a new sender child, and still stop on SIGTERM.
         time.sleep(rng.uniform(0.5, 3.0))
-        serve.terminate()
-        try:
-            serve.wait(STOP_BOUND)
-        except subprocess.TimeoutExpired:
-            result.hangs += 1
+        hang = stop(serve, STOP_BOUND, f"serve of round {number}", log, serve=True)
+        if hang is not None:
+            result.hangs.append(str(hang))
+            result.kills.append(Kill(number, "serve", settle(sink)))  # stop() killed it
+        elif serve.returncode != 0:
+            result.failures.append(f"serve of round {number} exited {serve.returncode}; see {log}")
     if serve.poll() is None:
-        serve.kill()
-        serve.wait()
+        kill(serve)
         result.kills.append(Kill(number, "serve", settle(sink)))
 
 
@@ -284,27 +263,28 @@ def due_now(database: Path) -> tuple[int, datetime | None]:
     return int(count), latest
 
 
-def finish(settings: Settings, work: Path, sink: Sink, day_two: datetime) -> None:
+def finish(settings: Settings, work: Path, sink: Sink, day_two: datetime, run: Run) -> None:
     """Calm relay; one serve until nothing is due, SIGTERM; then tick --now for the retries."""
     database = work / "state" / "guide.sqlite3"
     sink.stop()
     sink.start(calm=True)
     write_config(work / "calm.yaml", work / "state", sink.port, settings, rate=0)
-    with (work / "serve-final.log").open("w") as log:
+    path = work / "serve-final.log"
+    with path.open("w") as log:
         serve = start_service(work / "calm.yaml", log, "serve")
         try:
-            wait_until_serving(Path(log.name), serve)
+            wait_until_serving(path, serve, STOP_BOUND)
             deadline = time.monotonic() + DRAIN_BOUND
             while due_now(database)[0] and time.monotonic() < deadline:
                 time.sleep(0.5)
-            serve.terminate()
-            serve.wait(STOP_BOUND)
+            hang = stop(serve, STOP_BOUND, "the final serve", path, serve=True)
         finally:
-            if serve.poll() is None:
-                serve.kill()
-                serve.wait()
-        if serve.returncode != 0:
-            raise SystemExit(f"the final serve exited with {serve.returncode}; see {log.name}")
+            kill(serve)
+    if hang is not None:
+        run.hangs.append(str(hang))
+        release_leases(database, serve.pid)  # so that the ticks can send what it held
+    elif serve.returncode != 0:
+        run.failures.append(f"the final serve exited {serve.returncode}; see {path}")
     # Transient failures wait 1, 5, 30 minutes…: move time forward instead of waiting.
     for attempt in range(6):
         latest = due_now(database)[1]
@@ -312,11 +292,16 @@ def finish(settings: Settings, work: Path, sink: Sink, day_two: datetime) -> Non
             break
         if latest >= day_two:
             raise SystemExit(f"a retry is due {latest}, after the first day-2 lesson {day_two}")
-        with (work / f"tick-{attempt}.log").open("w") as log:
+        path = work / f"tick-{attempt}.log"
+        with path.open("w") as log:
             now = (latest + timedelta(seconds=1)).isoformat()
             tick = start_service(work / "calm.yaml", log, "tick", "--now", now)
-            if tick.wait(DRAIN_BOUND) != 0:
-                raise SystemExit(f"tick --now {now} exited with {tick.returncode}; see {log.name}")
+            hang = wait(tick, DRAIN_BOUND, f"tick --now {now}", path, serve=False)
+        if hang is not None:
+            run.hangs.append(str(hang))
+            release_leases(database, tick.pid)
+        elif tick.returncode != 0:
+            raise SystemExit(f"tick --now {now} exited with {tick.returncode}; see {path}")
     sink.stop()
 
 
@@ -336,10 +321,12 @@ def chaos(settings: Settings, work: Path) -> tuple[Run, dict[str, int]]:
             done = one_round(number, settings, work, sink, rng)
             run.kills += done.kills
             run.hangs += done.hangs
+            run.failures += done.failures
             run.released += done.released
-        finish(settings, work, sink, start + timedelta(days=1, minutes=-2))
+        finish(settings, work, sink, start + timedelta(days=1, minutes=-2), run)
     finally:
         sink.stop()
+    run.hangs += [str(hang) for hang in sink.hangs]
     run.faults = sink.faults
     return run, compare(state / "guide.sqlite3", read_ledger(sink.ledger), run.kills)
 

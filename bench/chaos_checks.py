@@ -122,7 +122,10 @@ class Run:
     """Everything the rounds did, for the table."""
 
     kills: list[Kill] = field(default_factory=list)
-    hangs: int = 0
+    # Processes that did not exit in time after SIGTERM, each with where its stacks are.
+    hangs: list[str] = field(default_factory=list)
+    # Processes that exited with a failure status after SIGTERM.
+    failures: list[str] = field(default_factory=list)
     released: int = 0
     faults: Counter[str] = field(default_factory=Counter)
 
@@ -138,7 +141,8 @@ def table(settings: Settings, run: Run, result: dict[str, int]) -> str:
         ("subscribers", f"{settings.subscribers}"),
         ("kills of serve", f"{serve_kills}"),
         ("kills of sender child", f"{child_kills}" + ("" if settings.kill_child else " (off)")),
-        ("serve hung after a child kill", f"{run.hangs}"),
+        ("hung on SIGTERM (serve, tick, sink)", f"{len(run.hangs)}"),
+        ("failed exit after SIGTERM", f"{len(run.failures)}"),
         ("leases released by hand", f"{run.released}"),
         ("sink faults", faults or "none"),
         ("sent (recorded in the store)", f"{result['sent']}"),
@@ -163,6 +167,5 @@ def failed(settings: Settings, run: Run, result: dict[str, int]) -> list[str]:
     problems += [name for name in ("undelivered", "not_active") if result[name]]
     if worst > settings.bound:
         problems.append(f"duplicates per kill {worst} > bound {settings.bound}")
-    if run.hangs:
-        problems.append("serve hung after its sender child was killed")
+    problems += run.hangs + run.failures
     return problems

@@ -23,6 +23,8 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 KILL_BOUND = 30.0
 # py-spy reads a process's memory; a dump takes well under a second.
 DUMP_BOUND = 30.0
+# 64 hex digits, the shortest link-signing key the service accepts; nobody clicks these links.
+LINK_SECRET = "c4" * 32
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Hang:
 
 def start_service(config: Path, log: IO[str], *args: str) -> subprocess.Popen[str]:
     """`run.py --config … <args>`, its output into `log`."""
-    env = {**os.environ, "DRG_LINK_SECRET": "chaos-secret", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "DRG_LINK_SECRET": LINK_SECRET, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
         [sys.executable, str(REPO / "run.py"), "--config", str(config), *args],
         stdout=log,

@@ -45,8 +45,12 @@ REVEALING = (
 )
 # The phase title is printed in every non-discreet email of that phase.
 PHASE_TITLE_AVOID = ("narciss", "rage", "abuse", "monkey", "enabler", "abuser")
-# Headings invite; they do not order the reader about.
-ORDER_HEADINGS = re.compile(r"^#{2,6}\s+(do not|don't|never|stop|you must|share less)\b", re.I)
+# Headings invite; they do not order the reader about ("Do not carry messages", "Share less").
+ORDER_HEADINGS = re.compile(
+    r"^#{2,6}\s+(do|don't|never|stop|you must|must|share|keep|look|be|take|try|make|tell|write|"
+    r"reach|plan|give|move|come|change|check|notice|trust|protect|use|stay|go|get)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,15 @@ import click
 
 from cli.context import pass_config
 from cli.output import aligned_table, console, show_table
-from delivery.headers import check_header_text
+from delivery.compose import Composer
 from delivery.message import Recipient
 from delivery.transports import Envelope
 from guide.config import Config
-from guide.errors import GuideError
+from guide.errors import GuideError, Problem
+from guide.lessonfile import display
 from guide.lessons import Lesson, Sequence, check_library
+from guide.render import HTML_PART_MAX, MESSAGE_MAX
+from guide.text import NAME_MAX, ValidationError, check_email, check_name
 from guide.tokens import LinkSigner
 from wiring import make_composer, make_transport
 
@@ -50,7 +53,7 @@ def lessons_group() -> None:
 @pass_config
 def check_command(config: Config, path: Path | None) -> int:
     """Validate every lesson file (PATH: lessons folder, default lessons.dir)."""
-    return lessons_check(path or config.lessons_dir, sys.stdout)
+    return lessons_check(path or config.lessons_dir, sys.stdout, config)
 
 
 @lessons_group.command("list")
@@ -106,9 +109,15 @@ def send_test_command(
 # -- what they do ------------------------------------------------------------------------------
 
 
-def lessons_check(root: Path, out: TextIO) -> int:
-    """Print every problem as file:line: field: message; 0 when there are none."""
+def lessons_check(root: Path, out: TextIO, config: Config | None = None) -> int:
+    """Print every problem as file:line: field: message; 0 when there are none.
+
+    With `config`, every lesson the files accept is also rendered as each kind of subscriber
+    receives it, so what this check passes is what the service can send.
+    """
     sequences, problems = check_library(root)
+    if config is not None and not problems:
+        problems = render_problems(config, sequences)
     for problem in problems:
         print(problem, file=out)
     if problems:
@@ -156,6 +165,45 @@ def lessons_list(sequence: Sequence, out: TextIO) -> int:
 # -- sample messages (composition goes through the composer) -----------------------------------
 
 
+def render_problems(config: Config, sequences: dict[str, Sequence]) -> list[Problem]:
+    """Each lesson rendered, plain and discreet, for the longest name: what fails or is too big."""
+    # Check-only links: signed with a throwaway key, they must never work against a live site.
+    signer = LinkSigner("check-only", config.web.public_url, config.link_lifetime)
+    composer = make_composer(config, signer)
+    problems: list[Problem] = []
+    for sequence in sequences.values():
+        for day, lesson in enumerate(sequence.lessons, start=1):
+            where = (display(lesson.path), lesson.body_line, "body")
+            for discreet in (False, True):
+                recipient = Recipient("reader@example.org", "N" * NAME_MAX, discreet)
+                try:
+                    sample = _sample(composer, sequence, day, recipient, datetime.now(UTC))
+                except Exception as err:  # whatever fails here would fail every send of it
+                    problems.append(Problem(*where, f"cannot be rendered: {err!r}"))
+                    break
+                html = len(sample.html.encode())
+                if html > HTML_PART_MAX:
+                    message = (
+                        f"the email's HTML is {html:,} bytes; the limit is {HTML_PART_MAX:,} "
+                        "(Gmail clips HTML over 102 KB, hiding the stop link): shorten the body"
+                    )
+                    problems.append(Problem(*where, message))
+                    break
+                if len(sample.data) > MESSAGE_MAX:
+                    size = f"{len(sample.data):,} bytes; the limit is {MESSAGE_MAX:,}"
+                    problems.append(Problem(*where, f"the email is {size}: shorten the body"))
+                    break
+    return problems
+
+
+def _sample(
+    composer: Composer, sequence: Sequence, day: int, recipient: Recipient, now: datetime
+) -> SampleMessage:
+    lesson = sequence.lesson_on_day(day)
+    composed, readable = composer.sample(recipient, sequence, lesson, now)
+    return SampleMessage(lesson, day, composed.data, readable.html, readable.text)
+
+
 def render_sample(
     config: Config,
     sequence: Sequence,
@@ -168,11 +216,8 @@ def render_sample(
     now: datetime | None = None,
 ) -> SampleMessage:
     """Render day `day` as subscriber `name` <`to`> would receive it, through the composer."""
-    now = now or datetime.now(UTC)
-    lesson = sequence.lesson_on_day(day)
     composer = make_composer(config, signer)
-    composed, readable = composer.sample(Recipient(to, name, discreet), sequence, lesson, now)
-    return SampleMessage(lesson, day, composed.data, readable.html, readable.text)
+    return _sample(composer, sequence, day, Recipient(to, name, discreet), now or datetime.now(UTC))
 
 
 def lessons_preview(
@@ -211,11 +256,12 @@ def send_test(
     if not 1 <= day <= len(sequence):
         print(f"day must be from 1 to {len(sequence)}", file=sys.stderr)
         return 2
+    # The one validator every address passes, from any source: one address, never a list.
     try:
-        check_header_text(to, "--to")
-        check_header_text(name, "--name")
-    except GuideError as err:
-        print(f"error: {err}", file=sys.stderr)
+        to, name = check_email(to), check_name(name)
+    except ValidationError as err:
+        option = "--to" if err.field == "email" else "--name"
+        print(f"error: {option}: {err.message}", file=sys.stderr)
         return 2
     sample = render_sample(config, sequence, day, to=to, name=name, discreet=discreet)
     envelope = Envelope(config.sender.address, to, sample.data)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guide.errors import LessonError, Problem, YAMLSyntaxError
+from guide.errors import LessonError, Problem
+from guide.lessonfile import FileChecker, display
 from guide.render import check_body
-from guide.text import LINE_BREAKS, unsafe_characters
-from guide.yamlsrc import Mapping, SourceList, load_yaml
+from guide.yamlsrc import Mapping, SourceList
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CADENCE = re.compile(r"^every ([1-9][0-9]?) days?$")
@@ -18,7 +18,6 @@ SEQUENCE_FILE = "sequence.yaml"
 SEQUENCE_KEYS = {"id", "title", "description", "cadence", "phases", "lessons"}
 LESSON_REQUIRED = ("id", "title", "subject", "phase", "body", "reflection")
 LESSON_OPTIONAL = ("discreet_subject", "content_note")
-SUBJECT_MAX = 150
 WORDS_PER_MINUTE = 200
 
 
@@ -103,64 +102,6 @@ class Sequence:
         return next((p.title for p in self.phases if p.id == phase_id), phase_id)
 
 
-class _FileChecker:
-    """Collects problems for one file so one run reports everything at once."""
-
-    def __init__(self, path: Path, display: str, problems: list[Problem]) -> None:
-        self.path = path
-        self.display = display
-        self.problems = problems
-
-    def add(self, line: int, field_name: str, message: str) -> None:
-        self.problems.append(Problem(self.display, line, field_name, message))
-
-    def load(self) -> Mapping | None:
-        try:
-            data = load_yaml(self.path)
-        except YAMLSyntaxError as err:
-            self.add(err.line, "", f"YAML syntax error at column {err.column}: {err.message}")
-            return None
-        except OSError as err:
-            self.add(1, "", f"cannot read: {err.strerror}")
-            return None
-        if not isinstance(data, Mapping):
-            self.add(1, "", "must be a mapping of keys (key: value)")
-            return None
-        return data
-
-    def text(self, data: Mapping, key: str, *, required: bool, one_line: bool) -> str:
-        value = data.get(key)
-        line = data.line_of(key)
-        if value is None:
-            if required:
-                self.add(line, key, "is required")
-            return ""
-        if not isinstance(value, str):
-            self.add(line, key, "must be text")
-            return ""
-        if not value.strip():
-            self.add(line, key, "must not be empty")
-            return ""
-        unsafe = unsafe_characters(value, multiline=not one_line)
-        breaks = unsafe & LINE_BREAKS if one_line else set()
-        if breaks:
-            self.add(line, key, "must be one line")
-        if unsafe - breaks:
-            self.add(line, key, "contains a control character")
-        return value.strip() if one_line else value
-
-    def unknown(self, data: Mapping, allowed: set[str]) -> None:
-        for key in sorted(set(data) - allowed):
-            self.add(data.line_of(key), key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _parse_cadence(value: Any) -> int | None:
     if value in (None, "daily"):
         return 1
@@ -170,10 +111,14 @@ def _parse_cadence(value: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check_sequence(folder: Path) -> tuple[Sequence | None, list[Problem]]:
-    """Load one sequence folder; return it (None if unusable) and every problem found."""
+def check_sequence(folder: Path, root: Path | None = None) -> tuple[Sequence | None, list[Problem]]:
+    """Load one sequence folder; return it (None if unusable) and every problem found.
+
+    Every file must be inside `root` (the lessons folder; default `folder`), links included.
+    """
     problems: list[Problem] = []
-    seq_file = _FileChecker(folder / SEQUENCE_FILE, _display(folder / SEQUENCE_FILE), problems)
+    root = root or folder
+    seq_file = FileChecker(folder / SEQUENCE_FILE, display(folder / SEQUENCE_FILE), problems, root)
     data = seq_file.load()
     if data is None:
         return None, problems
@@ -194,20 +139,20 @@ def check_sequence(folder: Path) -> tuple[Sequence | None, list[Problem]]:
     lessons: dict[str, Lesson] = {}
     files = sorted(p for p in folder.glob("*.yaml") if p.name != SEQUENCE_FILE)
     for path in files:
-        lesson = _check_lesson(path, phase_rank, problems)
+        lesson = _check_lesson(path, phase_rank, problems, root)
         if lesson is None:
             continue
         if lesson.id in lessons:
-            other = _display(lessons[lesson.id].path)
+            other = display(lessons[lesson.id].path)
             problems.append(
-                Problem(_display(path), 1, "id", f"duplicate id {lesson.id!r}, also in {other}")
+                Problem(display(path), 1, "id", f"duplicate id {lesson.id!r}, also in {other}")
             )
             continue
         lessons[lesson.id] = lesson
         if lesson.id not in listed:
             problems.append(
                 Problem(
-                    _display(path),
+                    display(path),
                     1,
                     "",
                     f"not listed in {SEQUENCE_FILE} lessons (add it or delete the file)",
@@ -217,7 +162,7 @@ def check_sequence(folder: Path) -> tuple[Sequence | None, list[Problem]]:
     for lesson_id, line in listed.items():
         if lesson_id in lessons:
             ordered.append(lessons[lesson_id])
-        elif not any(p.file == _display(folder / f"{lesson_id}.yaml") for p in problems):
+        elif not any(p.file == display(folder / f"{lesson_id}.yaml") for p in problems):
             seq_file.add(
                 line, "lessons", f"{lesson_id!r} is listed but {lesson_id}.yaml does not exist"
             )
@@ -238,7 +183,7 @@ def check_sequence(folder: Path) -> tuple[Sequence | None, list[Problem]]:
     return sequence, problems
 
 
-def _check_phases(seq_file: _FileChecker, data: Mapping) -> list[Phase]:
+def _check_phases(seq_file: FileChecker, data: Mapping) -> list[Phase]:
     raw = data.get("phases")
     if not isinstance(raw, SourceList) or not raw:
         seq_file.add(data.line_of("phases"), "phases", "must be a non-empty list of {id, title}")
@@ -260,7 +205,7 @@ def _check_phases(seq_file: _FileChecker, data: Mapping) -> list[Phase]:
     return phases
 
 
-def _check_order(seq_file: _FileChecker, data: Mapping) -> dict[str, int]:
+def _check_order(seq_file: FileChecker, data: Mapping) -> dict[str, int]:
     raw = data.get("lessons")
     if raw is None:
         seq_file.add(data.line, "lessons", "is required: the ordered list of lesson ids")
@@ -286,7 +231,7 @@ def _check_order(seq_file: _FileChecker, data: Mapping) -> dict[str, int]:
 
 
 def _check_phase_order(
-    seq_file: _FileChecker, ordered: list[Lesson], rank: dict[str, int], listed: dict[str, int]
+    seq_file: FileChecker, ordered: list[Lesson], rank: dict[str, int], listed: dict[str, int]
 ) -> None:
     # A lesson that jumps back to an earlier phase is almost always a reordering mistake.
     highest = -1
@@ -301,8 +246,10 @@ def _check_phase_order(
         highest = max(highest, current)
 
 
-def _check_lesson(path: Path, phase_rank: dict[str, int], problems: list[Problem]) -> Lesson | None:
-    checker = _FileChecker(path, _display(path), problems)
+def _check_lesson(
+    path: Path, phase_rank: dict[str, int], problems: list[Problem], root: Path
+) -> Lesson | None:
+    checker = FileChecker(path, display(path), problems, root)
     before = len(problems)
     data = checker.load()
     if data is None:
@@ -319,13 +266,6 @@ def _check_lesson(path: Path, phase_rank: dict[str, int], problems: list[Problem
         checker.add(data.line_of("id"), "id", "must be lowercase words joined by hyphens")
     elif lesson_id and lesson_id != path.stem:
         checker.add(data.line_of("id"), "id", f"must match the file name ({path.stem!r})")
-    for key in ("subject", "discreet_subject"):
-        if len(values[key]) > SUBJECT_MAX:
-            checker.add(
-                data.line_of(key),
-                key,
-                f"is {len(values[key])} characters; keep it under {SUBJECT_MAX}",
-            )
     if values["phase"] and phase_rank and values["phase"] not in phase_rank:
         checker.add(
             data.line_of("phase"),
@@ -366,17 +306,17 @@ def check_library(root: Path) -> tuple[dict[str, Sequence], list[Problem]]:
     folders = sequence_folders(root)
     if not folders:
         problems.append(
-            Problem(_display(root), 1, "", f"no {SEQUENCE_FILE} found here or in a subfolder")
+            Problem(display(root), 1, "", f"no {SEQUENCE_FILE} found here or in a subfolder")
         )
     for folder in folders:
-        sequence, found = check_sequence(folder)
+        sequence, found = check_sequence(folder, root)
         problems.extend(found)
         if sequence is None:
             continue
         if sequence.id in sequences:
             problems.append(
                 Problem(
-                    _display(folder / SEQUENCE_FILE),
+                    display(folder / SEQUENCE_FILE),
                     1,
                     "id",
                     f"sequence id {sequence.id!r} is used twice",

@@ -5,17 +5,34 @@ from __future__ import annotations
 import re
 import textwrap
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from guide.errors import GuideError
+
 # What a lesson body may refer to; every value is the same for every subscriber, so a body is
 # rendered once per lesson and never per person (see DESIGN.md, "Performance design").
 BODY_VARIABLES = frozenset({"sequence_title", "day", "total_days", "lesson_title"})
+# Filters without arguments: each returns text no longer than its input.
+BODY_FILTERS = frozenset({"capitalize", "lower", "title", "trim", "upper"})
+# The personal parts of an email are marked [[drg:name]] between rendering and sending; a
+# lesson that wrote one would be filled with a link, or fail every send of that lesson.
+PERSONAL_MARK = "[[drg:"
+
+# Limits (lessons/README.md lists them). The longest lesson today is 2,436 characters.
+TITLE_MAX = 150  # characters of a lesson's or a sequence's title (and a subject)
+BODY_MAX = 20_000  # characters of body source: about 3,000 words, a 15-minute read
+BODY_RENDERED_MAX = 40_000  # characters of body after its template is filled
+BODY_HTML_MAX = 80_000  # bytes of body HTML; the email layout around it adds about 4 KB
+# Gmail clips an email whose HTML is over 102 KB and hides the rest, the pause and stop
+# links and the crisis resources with it: the whole HTML part must stay under that.
+HTML_PART_MAX = 100_000  # bytes of the complete HTML part
+MESSAGE_MAX = 1_000_000  # bytes of the complete message, both parts, as sent
 
 # Raw HTML stays off: a lesson is text, and an email must carry nothing we did not design.
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
@@ -36,6 +53,10 @@ _html_finder = _AllLinksMarkdown("commonmark", {"html": True})
 _body_env = SandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
 )
+# range, lipsum, dict, cycler, joiner and namespace are not a lesson's business (and range
+# and lipsum build large output from a few characters).
+_body_env.globals.clear()
+_body_env.filters = {name: _body_env.filters[name] for name in BODY_FILTERS}
 
 # Email clients drop <style> blocks unpredictably; inline styles are what survives everywhere.
 STYLES = {
@@ -58,9 +79,116 @@ _TAG = re.compile(r"<(p|h[2-4]|ul|ol|li|blockquote|a|hr|pre|code)\b")
 _ALLOWED_LINKS = ("https://", "mailto:")
 
 
+class BodyTemplateError(GuideError, ValueError):
+    """A lesson body's template uses something a lesson body may not; `offset` is its line."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        self.offset = offset
+        self.message = message
+        super().__init__(f"line {offset + 1} of the body: {message}")
+
+
+# The grammar a body may use. Without loops, calls, attribute access, `*`, `**` and `%`, and
+# with only argument-free filters that never lengthen text, rendering is one walk of the tree
+# and its output is at most len(body) times the longest variable: `{{ 'x' * 10**8 }}` is refused
+# before anything is built (even Jinja's compile-time constant folding would build it).
+_ALLOWED_NODES = (
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Const,
+    nodes.Name,
+    nodes.If,
+    nodes.CondExpr,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.And,
+    nodes.Or,
+    nodes.Not,
+    nodes.Neg,
+    nodes.Pos,
+    nodes.Add,
+    nodes.Sub,
+    nodes.Div,
+    nodes.FloorDiv,
+    nodes.Concat,
+    nodes.Filter,
+    nodes.Test,
+)
+ALLOWED_SYNTAX = (
+    "{{ variable }}, {% if %}/{% elif %}/{% else %}, comparisons, and/or/not, + - / // ~, "
+    "`is` tests, and the filters " + ", ".join(sorted(BODY_FILTERS))
+)
+_REFUSED = {
+    nodes.For: "{% for %} loops are",
+    nodes.Call: "calling a function or method is",
+    nodes.Getattr: "attribute access is unsafe and",
+    nodes.Getitem: "item access is unsafe and",
+    nodes.Mul: "the * operator is",
+    nodes.Pow: "the ** operator is",
+    nodes.Mod: "the % operator is",
+    nodes.Assign: "{% set %} is",
+    nodes.AssignBlock: "{% set %} is",
+    nodes.Macro: "{% macro %} is",
+    nodes.CallBlock: "{% call %} is",
+    nodes.FilterBlock: "{% filter %} is",
+    nodes.With: "{% with %} is",
+    nodes.Include: "{% include %} is",
+    nodes.Extends: "{% extends %} is",
+    nodes.Import: "{% import %} is",
+    nodes.FromImport: "{% from … import %} is",
+    nodes.Block: "{% block %} is",
+}
+
+
+def template_problems(ast: nodes.Template) -> Iterator[tuple[int, str]]:
+    """What a parsed body uses beyond ALLOWED_SYNTAX, as (line offset, message)."""
+    available = ", ".join(sorted(BODY_VARIABLES))
+    for node in _walk(ast):
+        offset = (node.lineno or 1) - 1
+        if not isinstance(node, _ALLOWED_NODES):
+            what = _REFUSED.get(type(node), f"{type(node).__name__} is")
+            yield offset, f"{what} not allowed in a lesson body (allowed: {ALLOWED_SYNTAX})"
+        elif isinstance(node, nodes.Name) and node.name not in BODY_VARIABLES:
+            yield offset, f"undefined template variable {node.name!r} (available: {available})"
+        elif isinstance(node, nodes.Filter) and node.name not in BODY_FILTERS:
+            allowed = ", ".join(sorted(BODY_FILTERS))
+            yield (
+                offset,
+                f"template syntax error: No filter named {node.name!r} (allowed: {allowed})",
+            )
+        elif isinstance(node, nodes.Filter) and (
+            node.args or node.kwargs or node.dyn_args or node.dyn_kwargs
+        ):
+            # center(10**8), indent(10**8): a filter's arguments can make its output any size.
+            yield offset, f"arguments to {node.name!r} are not allowed in a lesson body"
+
+
+def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
+    yield node
+    for child in node.iter_child_nodes():
+        yield from _walk(child)
+
+
+def _parse(body: str) -> nodes.Template:
+    """The body's template tree; BodyTemplateError for bad syntax or anything not allowed."""
+    try:
+        ast = _body_env.parse(body)
+    except TemplateSyntaxError as err:
+        offset = (err.lineno or 1) - 1
+        raise BodyTemplateError(offset, f"template syntax error: {err.message}") from err
+    except ValueError as err:  # an integer literal of more than 4,300 digits
+        raise BodyTemplateError(0, f"template syntax error: {err}") from err
+    for offset, message in template_problems(ast):
+        raise BodyTemplateError(offset, message)
+    return ast
+
+
 def render_template_body(body: str, context: Mapping[str, Any]) -> str:
-    """Fill the body's Jinja variables (sandboxed; an unknown name raises)."""
-    return _body_env.from_string(body).render(**context)
+    """Fill the body's Jinja variables (sandboxed, ALLOWED_SYNTAX only; an unknown name raises)."""
+    if len(body) > BODY_MAX:
+        raise BodyTemplateError(0, f"is {len(body):,} characters; the limit is {BODY_MAX:,}")
+    return _body_env.from_string(_parse(body)).render(**context)
 
 
 def markdown_to_html(source: str) -> str:
@@ -184,33 +312,45 @@ def _inline_text(children: list[Token]) -> str:
 
 def check_body(body: str) -> list[tuple[int, str]]:
     """Problems in a lesson body as (line offset within the body, message)."""
+    if len(body) > BODY_MAX:
+        # Nothing else is looked at: a huge body is a mistake, not a draft to proofread.
+        return [(0, f"is {len(body):,} characters; the limit is {BODY_MAX:,}")]
     try:
-        ast = _body_env.parse(body)
-        # This compiles the template, which is where unknown filters and tests are found.
-        undeclared = meta.find_undeclared_variables(ast)
-    except TemplateSyntaxError as err:  # includes TemplateAssertionError
-        return [((err.lineno or 1) - 1, f"template syntax error: {err.message}")]
-    problems: list[tuple[int, str]] = []
-    available = ", ".join(sorted(BODY_VARIABLES))
-    for name in sorted(undeclared - BODY_VARIABLES):
-        offset = min(n.lineno for n in ast.find_all(nodes.Name) if n.name == name) - 1
-        problems.append((offset, f"undefined template variable {name!r} (available: {available})"))
-    if not problems:
-        problems.extend(_trial_render(body))
+        _parse(body)
+    except BodyTemplateError as err:
+        problems = [(err.offset, err.message)]
+    else:
+        problems = _trial_render(body)
     problems.extend(_check_markdown(body))
     return sorted(problems)
 
 
 def _trial_render(body: str) -> list[tuple[int, str]]:
-    # What fails only when rendered ({{ day.__class__ }}, {{ 1 / 0 }}) must fail here, in the
-    # admin's check, and not in the dispatch tick.
-    sample = {"sequence_title": "Sample", "day": 1, "total_days": 30, "lesson_title": "Sample"}
+    # What fails only when rendered ({{ 1 / 0 }}) must fail here, in the admin's check, and not
+    # in the dispatch tick; and what renders must fit in an email. The longest values a body
+    # can be given are used, so the sizes checked are the largest it can reach.
+    sample = {
+        "sequence_title": "S" * TITLE_MAX,
+        "day": 999,
+        "total_days": 999,
+        "lesson_title": "L" * TITLE_MAX,
+    }
     try:
-        render_template_body(body, sample)
+        rendered = render_template_body(body, sample)
     except Exception as err:  # any error here would stop sending
         frames = traceback.extract_tb(err.__traceback__)
         line = next((f.lineno for f in reversed(frames) if f.filename == "<template>"), None)
         return [((line or 1) - 1, f"template error: {err}")]
+    if len(rendered) > BODY_RENDERED_MAX:
+        return [(0, f"renders to {len(rendered):,} characters; the limit is {BODY_RENDERED_MAX:,}")]
+    html = markdown_to_html(rendered)
+    if len(html.encode()) > BODY_HTML_MAX:
+        size = len(html.encode())
+        return [(0, f"renders to {size:,} bytes of HTML; the limit is {BODY_HTML_MAX:,}")]
+    outputs = (rendered, html, markdown_to_text(rendered))
+    if PERSONAL_MARK not in body and any(PERSONAL_MARK in output for output in outputs):
+        # Markdown escapes (\:) and entities (&#58;) can spell the mark without writing it.
+        return [(0, f"renders to {PERSONAL_MARK}…]], which is reserved for the email's own links")]
     return []
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,10 +49,12 @@ class Round:
 
     nodes: int
     seconds: float
+    node_seconds: list[float]
     claimed: list[int]
     sent: list[int]
     sink: int
     check: dict[str, int]
+    load: float
 
 
 def write_config(folder: Path, url: str, port: int, args: argparse.Namespace) -> Path:
@@ -89,34 +92,29 @@ dispatch:
     return path
 
 
-def tick_processes(config: Path, password: str, count: int) -> tuple[float, list[str]]:
-    """Run `count` tick processes at once; wall time until the last exits, and their outputs."""
+async def tick_processes(
+    config: Path, password: str, count: int
+) -> tuple[float, list[tuple[float, str]]]:
+    """Run `count` tick processes at once: wall time until the last exits; each one's own."""
     env = {
         **os.environ,
         "DRG_DATABASE_PASSWORD": password,
         "DRG_LINK_SECRET": secrets.token_hex(32),
     }
-    argv = [
-        sys.executable,
-        str(REPO / "run.py"),
-        "--config",
-        str(config),
-        "tick",
-        "--now",
-        NOW.isoformat(),
-    ]
+    argv = [str(REPO / "run.py"), "--config", str(config), "tick", "--now", NOW.isoformat()]
     started = time.perf_counter()
-    procs = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(count)
-    ]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=3600)
+
+    async def node() -> tuple[float, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, env=env, stdout=PIPE, stderr=PIPE
+        )
+        out, err = await proc.communicate()
         if proc.returncode != 0:
-            raise SystemExit(f"tick exited {proc.returncode}:\n{out}\n{err}")
-        outputs.append(out)
-    return time.perf_counter() - started, outputs
+            raise SystemExit(f"tick exited {proc.returncode}:\n{out.decode()}\n{err.decode()}")
+        return time.perf_counter() - started, out.decode()
+
+    finished = await asyncio.gather(*(node() for _ in range(count)))
+    return time.perf_counter() - started, finished
 
 
 def parse(output: str) -> tuple[int, int]:
@@ -196,18 +194,20 @@ async def one_round(
         config = write_config(
             folder, store.engine.url.render_as_string(hide_password=False), port, args
         )
-        seconds, outputs = tick_processes(config, password, nodes)
+        seconds, finished = await tick_processes(config, password, nodes)
     finally:
         sink.terminate()
         sink.wait(10)
-    counts = [parse(out) for out in outputs]
+    counts = [parse(out) for _, out in finished]
     return Round(
         nodes=nodes,
         seconds=seconds,
+        node_seconds=[t for t, _ in finished],
         claimed=[c for c, _ in counts],
         sent=[s for _, s in counts],
         sink=sink_count(counter),
         check=await check(store.engine),
+        load=os.getloadavg()[0],
     )
 
 
@@ -217,29 +217,32 @@ async def startup_seconds(store: Store, folder: Path, password: str, args: Any) 
     config = write_config(
         folder, store.engine.url.render_as_string(hide_password=False), free_port(), args
     )
-    seconds, _ = tick_processes(config, password, 1)
+    seconds, _ = await tick_processes(config, password, 1)
     return seconds
 
 
 def table(rounds: list[Round], startup: float, total: int) -> None:
     """The results, one line per node count."""
     print(
-        f"{'nodes':>5} {'wall s':>7} {'msg/s':>7} {'msg/s*':>7}  {'sent per node':<22}"
-        f"{'sink':>7} {'rows':>7} {'dup':>4} {'missed':>6} {'leased':>6} {'due':>4}"
+        f"{'nodes':>5} {'wall s':>7} {'msg/s':>7} {'msg/s*':>7} {'sink':>7} {'rows':>7} "
+        f"{'dup':>4} {'missed':>6} {'leased':>6} {'due':>4} {'load':>5}  per node: sent in seconds"
     )
     for r in rounds:
         c = r.check
-        per_node = " + ".join(f"{n:,}" for n in r.sent)
+        per_node = "; ".join(
+            f"{n:,} in {t:.1f}" for n, t in zip(r.sent, r.node_seconds, strict=True)
+        )
         busy = max(r.seconds - startup, 1e-9)
         print(
-            f"{r.nodes:>5} {r.seconds:>7.2f} {total / r.seconds:>7.0f} {total / busy:>7.0f}  "
-            f"{per_node:<22}{r.sink:>7,} {c['deliveries']:>7,} {c['duplicates']:>4} "
-            f"{c['missed']:>6} {c['leased']:>6} {c['still_due']:>4}"
+            f"{r.nodes:>5} {r.seconds:>7.2f} {total / r.seconds:>7.0f} {total / busy:>7.0f} "
+            f"{r.sink:>7,} {c['deliveries']:>7,} {c['duplicates']:>4} {c['missed']:>6} "
+            f"{c['leased']:>6} {c['still_due']:>4} {r.load:>5.1f}  {per_node}"
         )
     print(
         f"msg/s* = after subtracting the start-up of one idle `tick` process ({startup:.2f} s); "
         "sink = messages smtp-sink accepted; rows = delivery rows; dup = subscribers with more "
-        "than one; missed = with none"
+        "than one; missed = with none; leased, due = left after the round; load = the machine's "
+        "1-minute load average at the end (other work on the machine slows every figure)"
     )
 
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import secrets
 import socket
 import subprocess
@@ -55,6 +56,7 @@ class Round:
     sink: int
     check: dict[str, int]
     load: float
+    cpu: float
 
 
 def write_config(folder: Path, url: str, port: int, args: argparse.Namespace) -> Path:
@@ -115,6 +117,12 @@ async def tick_processes(
 
     finished = await asyncio.gather(*(node() for _ in range(count)))
     return time.perf_counter() - started, finished
+
+
+def children_cpu() -> float:
+    """CPU seconds of the reaped children: the tick processes and their sender children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse(output: str) -> tuple[int, int]:
@@ -194,7 +202,9 @@ async def one_round(
         config = write_config(
             folder, store.engine.url.render_as_string(hide_password=False), port, args
         )
+        before = children_cpu()
         seconds, finished = await tick_processes(config, password, nodes)
+        cpu = children_cpu() - before
     finally:
         sink.terminate()
         sink.wait(10)
@@ -208,6 +218,7 @@ async def one_round(
         sink=sink_count(counter),
         check=await check(store.engine),
         load=os.getloadavg()[0],
+        cpu=cpu,
     )
 
 
@@ -225,7 +236,8 @@ def table(rounds: list[Round], startup: float, total: int) -> None:
     """The results, one line per node count."""
     print(
         f"{'nodes':>5} {'wall s':>7} {'msg/s':>7} {'msg/s*':>7} {'sink':>7} {'rows':>7} "
-        f"{'dup':>4} {'missed':>6} {'leased':>6} {'due':>4} {'load':>5}  per node: sent in seconds"
+        f"{'dup':>4} {'missed':>6} {'leased':>6} {'due':>4} {'load':>5} {'cpu s':>6} "
+        "per node: sent in seconds"
     )
     for r in rounds:
         c = r.check
@@ -236,13 +248,14 @@ def table(rounds: list[Round], startup: float, total: int) -> None:
         print(
             f"{r.nodes:>5} {r.seconds:>7.2f} {total / r.seconds:>7.0f} {total / busy:>7.0f} "
             f"{r.sink:>7,} {c['deliveries']:>7,} {c['duplicates']:>4} {c['missed']:>6} "
-            f"{c['leased']:>6} {c['still_due']:>4} {r.load:>5.1f}  {per_node}"
+            f"{c['leased']:>6} {c['still_due']:>4} {r.load:>5.1f} {r.cpu:>6.1f} {per_node}"
         )
     print(
         f"msg/s* = after subtracting the start-up of one idle `tick` process ({startup:.2f} s); "
         "sink = messages smtp-sink accepted; rows = delivery rows; dup = subscribers with more "
         "than one; missed = with none; leased, due = left after the round; load = the machine's "
-        "1-minute load average at the end (other work on the machine slows every figure)"
+        "1-minute load average at the end (other work on the machine slows every figure); "
+        "cpu s = CPU seconds the nodes and their sender children used (not PostgreSQL's)"
     )
 
 

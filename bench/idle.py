@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -118,37 +119,53 @@ async def phase_seed(state: Path, url: str, count: int) -> dict[str, Any]:
     return {"seconds": seconds}
 
 
+async def timed(times: int, step: Callable[[], Awaitable[object]]) -> list[float]:
+    """Milliseconds each of `times` awaits of `step()` took."""
+    taken = []
+    for _ in range(times):
+        started = time.perf_counter()
+        await step()
+        taken.append((time.perf_counter() - started) * 1000)
+    return taken
+
+
 async def phase_passes(state: Path, url: str, passes: int, lessons: Path) -> dict[str, Any]:
-    """Time `passes` idle ticks of one built service."""
+    """Time `passes` idle ticks of one built service, then the claim alone and the report."""
     from wiring import build
 
     parts = await build(bench_config(state, url, lessons), clock=lambda: NOW)
     claims = capture_claim(parts.store.engine)
+    settings = parts.config.dispatch
+
+    async def idle_pass() -> None:
+        report = await parts.dispatcher.tick(NOW)
+        if report.claimed:
+            raise SystemExit(f"an idle pass claimed {report.claimed}: the seed is wrong")
+
+    async def claim_alone() -> None:
+        lease = NOW + timedelta(seconds=settings.lease_seconds)
+        await parts.store.claim_due(NOW, settings.batch_size, "bench", lease)
+
+    async def report() -> None:
+        await parts.store.report(NOW, NOW + timedelta(hours=1), NOW - timedelta(days=1))
+
     try:
-        timings = []
-        for _ in range(passes):
-            started = time.perf_counter()
-            report = await parts.dispatcher.tick(NOW)
-            timings.append((time.perf_counter() - started) * 1000)
-            if report.claimed:
-                raise SystemExit(f"an idle pass claimed {report.claimed}: the seed is wrong")
+        pass_ms = await timed(passes, idle_pass)
+        rss = rss_mb()  # of the process that has just run the passes, before anything else
         if not claims:
             raise SystemExit("no claim statement was seen: has claim_due changed its shape?")
         claim = claims[-1]
         # The claim alone, as the store runs it: what the pass adds is the rest.
-        query_ms = []
-        lease = NOW + timedelta(seconds=parts.config.dispatch.lease_seconds)
-        for _ in range(passes):
-            started = time.perf_counter()
-            await parts.store.claim_due(NOW, parts.config.dispatch.batch_size, "bench", lease)
-            query_ms.append((time.perf_counter() - started) * 1000)
+        claim_ms = await timed(passes, claim_alone)
+        # Not part of a pass, but every /metrics scrape and `status` run it: worth knowing.
+        report_ms = await timed(3, report)
         plan = await claim_plan(parts.store.engine, parts.store.dialect, *claim)
-        rss = rss_mb()
     finally:
         await parts.close()
     return {
-        "ms": timings,
-        "claim_ms": query_ms,
+        "ms": pass_ms,
+        "claim_ms": claim_ms,
+        "report_ms": report_ms,
         "plan": plan,
         "claim": claim[0],
         "rss_mb": rss,
@@ -183,6 +200,10 @@ def backend(name: str, url: str, args: argparse.Namespace, state: Path) -> None:
     print(
         f"{name}: claim_due alone: median {statistics.median(claim_ms):.1f} ms, "
         f"max {max(claim_ms):.1f} ms; load average {got['load']:.1f}"
+    )
+    print(
+        f"{name}: not a pass: Store.report (status, /metrics) median "
+        f"{statistics.median(got['report_ms']):.0f} ms"
     )
     print(f"{name}: the claim, as sent: {' '.join(got['claim'].split())}")
     print(f"{name}: its plan:")

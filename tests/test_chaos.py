@@ -18,8 +18,8 @@ from tests.harness import REPO
 
 CHAOS = REPO / "bench" / "chaos.py"
 CHECKS = REPO / "bench" / "chaos_checks.py"
-# Seed 7 kills the sender child in rounds 1 and 3 (then SIGTERMs serve) and serve in round 2.
-BOUNDED = ("--rounds", "3", "--subscribers", "200", "--seed", "7")
+# Seed 1 SIGKILLs serve in round 1, and in round 2 its sender child (then SIGTERMs serve).
+BOUNDED = ("--rounds", "2", "--subscribers", "200", "--seed", "1")
 
 
 def load_checks() -> ModuleType:
@@ -46,19 +46,19 @@ def value(output: str, name: str) -> str:
     raise AssertionError(f"no {name!r} line in:\n{output}")
 
 
-def test_three_rounds_of_sigkill_lose_nothing_and_the_checks_can_fail() -> None:
+def test_two_rounds_of_sigkill_lose_nothing_and_the_checks_can_fail() -> None:
     run = subprocess.run(
         [sys.executable, str(CHAOS), *BOUNDED, "--keep"],
         capture_output=True,
         text=True,
-        timeout=120,  # an upper bound against a hang; the run takes about 30 s
+        timeout=120,  # an upper bound against a hang; the run takes 20-50 s
         cwd=REPO,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     output = run.stdout
     assert value(output, "kills of serve") == "1"
-    # After each child kill serve carried on and stopped on SIGTERM, in time and with 0.
-    assert value(output, "kills of sender child") == "2"
+    # After the child kill serve carried on and stopped on SIGTERM, in time and with 0.
+    assert value(output, "kills of sender child") == "1"
     assert value(output, "hung on SIGTERM (serve, tick, sink)") == "0"
     assert value(output, "failed exit after SIGTERM") == "0"
     assert value(output, "sent (recorded in the store)") == "200"

@@ -18,6 +18,15 @@ from wiring import Parts, serve
 F = TypeVar("F", bound=Callable[..., Any])
 # Enough for any real backlog; a dry run is read-only, so there is no lease to keep short.
 DRY_RUN_LIMIT = 10_000
+# A simulated time must leave room for the date math after it (retry lifetimes, next send
+# times, link expiry); year 9999 would overflow it. Both ends are far from any real clock.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# tick's exit statuses (README.md, "Exit statuses"); 1 and 2 come from the command line itself.
+TICK_OK = 0  # the pass ran; every claimed subscriber has an outcome
+TICK_HALTED = 3  # the relay halted sending (authentication, TLS): fix smtp.* first
+TICK_INCOMPLETE = 4  # some claimed subscribers got no outcome; the log says why
 
 
 def parse_instant(ctx: click.Context, param: click.Parameter, text: str | None) -> datetime | None:
@@ -30,7 +39,15 @@ def parse_instant(ctx: click.Context, param: click.Parameter, text: str | None) 
         raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from err
     if value.tzinfo is None:
         raise click.BadParameter(f"{text!r} needs a UTC offset, e.g. {text}+00:00 or {text}Z")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        value = datetime.min.replace(tzinfo=UTC)
+    if not EARLIEST <= value < LATEST:
+        raise click.BadParameter(
+            f"{text!r} is outside {EARLIEST:%Y-%m-%d} to {LATEST - timedelta(days=1):%Y-%m-%d}"
+        )
+    return value
 
 
 @click.command("serve")
@@ -52,7 +69,9 @@ def now_option(help: str) -> Callable[[F], F]:
 def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
     """One dispatch pass, for cron and tests.
 
-    Exit status 2 when sending halted (authentication, TLS): fix the configuration first.
+    Exit status 0: the pass ran; 1: it could not run (lessons, database); 2: a usage or
+    configuration error; 3: the relay halted sending (authentication, TLS): fix smtp.* first;
+    4: some due subscribers got no outcome (the log says why; they are tried again).
     """
     return with_parts(config, lambda parts: (dry_tick if dry_run else tick)(parts, now))
 
@@ -69,7 +88,14 @@ async def tick(parts: Parts, now: datetime | None) -> int:
     """One real pass; prints its report."""
     report = await parts.dispatcher.tick(now or system_clock())
     click.echo(str(report))
-    return 2 if report.halted else 0
+    if report.halted:
+        return TICK_HALTED
+    missing = report.claimed - sum(report.results.values())
+    if missing > 0:
+        # The pass logged why (a message that could not be prepared or sent); cron must see it.
+        click.echo(f"{missing} claimed subscriber(s) got no outcome; see the log", err=True)
+        return TICK_INCOMPLETE
+    return TICK_OK
 
 
 async def dry_tick(parts: Parts, now: datetime | None) -> int:

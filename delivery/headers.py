@@ -6,7 +6,7 @@ from email.header import Header
 from email.utils import formataddr
 
 from guide.errors import HeaderInjectionError
-from guide.text import ONE_LINE, is_one_line, to_one_line
+from guide.text import ONE_LINE, is_one_line, spells_address, to_one_line
 
 # Longer or non-ASCII display names become encoded words; formataddr would make one word of any
 # length, and an unbreakable word can push a header line past RFC 5322's 998 octets.
@@ -40,7 +40,10 @@ def encode_address(display_name: str, address: str) -> str:
     if not address.isascii():
         raise HeaderInjectionError("address must be ASCII (IDN domains in punycode)")
     name = clean_header_text(display_name)
-    if not name:
+    # A phrase that could spell an address (evil@attacker.example, or an encoded word that
+    # decodes to one) is dropped: readers show the phrase, and it would name someone else.
+    # Input is refused such names (guide.text.check_name); this covers rows stored before.
+    if not name or spells_address(name):
         return address
     if name.isascii() and len(name) <= _PLAIN_NAME_MAX:
         return formataddr((name, address))

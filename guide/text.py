@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from datetime import time
 from functools import lru_cache
@@ -28,6 +29,7 @@ _TOP_LEVEL = re.compile(r"[A-Za-z]{2,63}")
 # [0-9], not \d: \d would also accept non-ASCII digits such as "٠٩:٠٥".
 _TIME_OF_DAY = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 NAME_MAX = 100
+NOT_AN_ADDRESS = "must not contain @, < or > or =? (it must not look like an email address)"
 
 
 class ValidationError(GuideError, ValueError):
@@ -52,6 +54,17 @@ def is_one_line(text: str) -> bool:
 def to_one_line(text: str) -> str:
     """`text` with every line break and control character made a space, white space folded."""
     return " ".join(_NOT_IN_A_LINE.sub(" ", text).split())
+
+
+def spells_address(text: str) -> bool:
+    """Whether a display name could show as another email address in a mail reader.
+
+    That is: it holds @, < or > (or a look-alike that NFKC folds to one, such as the fullwidth
+    ＠), or =?, which readers decode as an RFC 2047 encoded word even inside quotes, so that
+    =?utf-8?q?evil=40attacker.example?= shows as evil@attacker.example.
+    """
+    folded = unicodedata.normalize("NFKC", text)
+    return "=?" in folded or any(mark in folded for mark in "@<>")
 
 
 def is_email_address(address: str, *, dotless_domain: bool = False) -> bool:
@@ -89,6 +102,8 @@ def check_name(value: str) -> str:
     name = " ".join(value.split())
     if len(name) > NAME_MAX:
         raise ValidationError("name", f"must be at most {NAME_MAX} characters")
+    if spells_address(name):
+        raise ValidationError("name", NOT_AN_ADDRESS)
     return name
 
 

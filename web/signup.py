@@ -112,7 +112,10 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     cleaned: dict[str, str] = {}
     checks = {
         "email": (check_email, "Enter an email address, like name@example.com."),
-        "name": (check_name, "Your first name must be one line of at most 100 characters."),
+        "name": (
+            check_name,
+            "Your first name must be one line of at most 100 characters, without @, <, > or =?.",
+        ),
         "timezone": (check_timezone, "Choose your timezone from the list."),
         "send_time": (check_send_time, "Enter a time like 08:30."),
     }

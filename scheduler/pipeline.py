@@ -8,6 +8,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from delivery.transports.base import Connection
 from guide.errors import TransportConfigError
 from guide.lessons import Sequence
 from guide.records import Outcome, Retry, Sent, Subscriber
@@ -49,7 +50,7 @@ class Pass:
     async def run(self) -> None:
         """Start the stages, feed them, and wind them down in order."""
         recorder = asyncio.create_task(self.record())
-        workers = [asyncio.create_task(self.work()) for _ in range(self.settings.connections)]
+        workers = [asyncio.create_task(self.connection()) for _ in range(self.settings.connections)]
         claimer = asyncio.create_task(self.claim())
         try:
             await self.produce()
@@ -115,35 +116,44 @@ class Pass:
                 else:
                     await self.jobs.put(job)
 
-    async def work(self) -> None:
-        """One worker: one long-lived connection, one send at a time."""
+    async def connection(self) -> None:
+        """One long-lived connection and the senders that share it."""
+        # A connection that queues sends (the sender process's) gets `depth` senders: the
+        # next message is handed over while the current one is on the wire.
         connection = await self.d.transport.connect()
+        depth: int = getattr(connection, "depth", 1)
         try:
-            while (job := await self.jobs.get()) is not None:
-                assert job.envelope is not None
-                if not self._go_on():
-                    self.unsent.append(job.subscriber.id)
-                    continue
-                await self.d.limiter.acquire()
-                await self.window.acquire()
-                try:
-                    result = await connection.send(job.envelope)
-                    if result.delivered:
-                        self.d.stats.delivered(self.now)
-                    elif result.failure_class == "transient":
-                        self.d.stats.failed(self.now, str(result))
-                    self.outcomes.put_nowait(self.d.policy.outcome(job, result, self.now))
-                except TransportConfigError as err:
-                    self.window.release()
-                    self.d.halt(err)
-                    self.unsent.append(job.subscriber.id)
-                except Exception:
-                    self.window.release()
-                    # One bad subscriber (say, a timezone removed from tzdata) must not
-                    # stall the whole pass; the lease runs out and it is tried again.
-                    log.exception("sending to subscriber %d failed", job.subscriber.id)
+            await asyncio.gather(*(self.work(connection) for _ in range(depth)))
         finally:
             await connection.close()
+
+    async def work(self, connection: Connection) -> None:
+        """One sender: one send at a time over `connection`."""
+        while (job := await self.jobs.get()) is not None:
+            assert job.envelope is not None
+            if not self._go_on():
+                self.unsent.append(job.subscriber.id)
+                continue
+            await self.d.limiter.acquire()
+            await self.window.acquire()
+            try:
+                result = await connection.send(job.envelope)
+                if result.delivered:
+                    self.d.stats.delivered(self.now)
+                elif result.failure_class == "transient":
+                    self.d.stats.failed(self.now, str(result))
+                self.outcomes.put_nowait(self.d.policy.outcome(job, result, self.now))
+            except TransportConfigError as err:
+                self.window.release()
+                self.d.halt(err)
+                self.unsent.append(job.subscriber.id)
+            except Exception:
+                self.window.release()
+                # One bad subscriber (say, a timezone removed from tzdata) must not
+                # stall the whole pass; the lease runs out and it is tried again.
+                log.exception("sending to subscriber %d failed", job.subscriber.id)
+        # One end mark per connection: pass it on to this connection's other senders.
+        self.jobs.put_nowait(None)
 
     async def record(self) -> None:
         """Commit outcomes in batches of commit_every, or after FLUSH_SECONDS at most."""

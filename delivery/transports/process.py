@@ -11,35 +11,20 @@ child down with it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
-import pickle
-import signal
-import struct
 import sys
 from dataclasses import replace
 from typing import Any
 
 from delivery.transports.base import Envelope, SendResult, Status
-from delivery.transports.smtp import SMTPTransport
-from guide import eventloop
+from delivery.transports.process_child import frame, read_frame
 from guide.config import Config
 from guide.errors import TransportConfigError
 
 log = logging.getLogger(__name__)
-_HEADER = struct.Struct("!I")
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> Any:
-    header = await reader.readexactly(_HEADER.size)
-    (size,) = _HEADER.unpack(header)
-    return pickle.loads(await reader.readexactly(size))  # noqa: S301 - our own child's pipe
-
-
-def _frame(item: Any) -> bytes:
-    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data)) + data
 
 
 class SenderProcessError(ConnectionError):
@@ -75,14 +60,18 @@ class _Child:
         self.process = process
         self.timeout = timeout  # for one answer, from the request's write
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        # (deadline, request) in the order written, so the oldest unanswered is at the left.
+        self.deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self.ids = itertools.count()
         # Set the moment the child's stdout ends: the return code comes later (the child
         # watcher reaps it asynchronously), and until then `returncode is None` lies.
         self.gone = asyncio.Event()
         self.closing = False
         self.killed_because = ""
+        self.failure = "the sender process ended"
         assert process.stdout is not None
         self.reader = asyncio.create_task(self._read(process.stdout))
+        self.watchdog = asyncio.create_task(self._watch())
 
     @property
     def alive(self) -> bool:
@@ -92,7 +81,7 @@ class _Child:
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         try:
             while True:
-                request, ok, value = await _read_frame(stdout)
+                request, ok, value = await read_frame(stdout)
                 future = self.pending.pop(request, None)
                 if future is None or future.done():
                     continue
@@ -117,11 +106,28 @@ class _Child:
         # One synchronous step: a request either registered before this (and fails here) or
         # sees `gone` set and fails at once, so none can wait for an answer that never comes.
         self.gone.set()
+        self.watchdog.cancel()
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(SenderProcessError("the sender process ended"))
+                future.set_exception(SenderProcessError(self.failure))
         return len(pending)
+
+    async def _watch(self) -> None:
+        """Kill the child when its oldest unanswered request is older than the timeout."""
+        # The last line of defence: a stopped or wedged child must not hold the pass. One
+        # watchdog, not a timer per request: the request path is the hottest in a pass.
+        loop = asyncio.get_running_loop()
+        deadlines = self.deadlines
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout / 4))
+            now = loop.time()
+            while deadlines and deadlines[0][1] not in self.pending:
+                deadlines.popleft()  # answered
+            if deadlines and deadlines[0][0] <= now:
+                self.failure = f"the sender process did not answer in {self.timeout:g} s"
+                self.kill(f"did not answer within {self.timeout:g} s")
+                return
 
     async def _reap(self, in_flight: int) -> None:
         if self.closing:
@@ -153,33 +159,28 @@ class _Child:
     async def request(self, verb: str, connection: int, payload: Any) -> Any:
         """Send one request and wait for its answer; SenderProcessError if the child is gone."""
         if not self.alive:
-            raise SenderProcessError("the sender process ended")
+            raise SenderProcessError(self.failure)
         stdin = self.process.stdin
         assert stdin is not None
         request = next(self.ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self.pending[request] = future
-        timeout = self.timeout
+        self.deadlines.append((loop.time() + self.timeout, request))
         try:
-            async with asyncio.timeout(timeout):
-                stdin.write(_frame((request, verb, connection, payload)))
-                await stdin.drain()
-                return await future
-        except TimeoutError as err:
-            # The last line of defence: a stopped or wedged child must not hold the pass.
-            self.kill(f"did not answer within {timeout:g} s")
-            raise SenderProcessError(f"the sender process did not answer in {timeout:g} s") from err
-        except SenderProcessError:
-            raise
+            stdin.write(frame((request, verb, connection, payload)))
+            await stdin.drain()  # waits only while the pipe is full
+            return await future
         except ConnectionError as err:  # the pipe broke under drain()
+            if isinstance(err, SenderProcessError):
+                raise
             raise SenderProcessError(f"the sender process ended: {err}") from err
         finally:
             self.pending.pop(request, None)
             if not future.done():
                 future.cancel()  # nobody would read a late exception set on it
             elif not future.cancelled():
-                # Answered or failed just as the timeout fired: mark its exception as seen.
-                future.exception()
+                future.exception()  # failed as we left: mark its exception as seen
 
     async def close(self) -> None:
         """Close the child's stdin and wait for it to finish its in-flight sends and exit."""
@@ -193,6 +194,8 @@ class _Child:
                 self.kill("did not finish within the time allowed at shutdown")
                 await self.process.wait()
         await self.reader
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.watchdog
 
 
 class ProcessTransport:
@@ -222,7 +225,7 @@ class ProcessTransport:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "delivery.transports.process",
+                    "delivery.transports.process_child",
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                 )
@@ -230,7 +233,7 @@ class ProcessTransport:
                 raise SenderProcessError(f"cannot start the sender process: {err}") from err
             assert process.stdin is not None
             # The configuration (secrets included) goes over the pipe, never on argv.
-            process.stdin.write(_frame(self.config))
+            process.stdin.write(frame(self.config))
             child = self._child = _Child(process, self.timeout)
             self._readers.add(child.reader)
             child.reader.add_done_callback(self._readers.discard)
@@ -250,19 +253,30 @@ class ProcessTransport:
 
 
 class ProcessConnection:
-    """One connection of a ProcessTransport."""
+    """One connection of a ProcessTransport; it takes `depth` sends at once.
+
+    The child sends them one after another over the connection's SMTP session, so the next
+    message is already there when the relay answers the current one.
+    """
+
+    depth = 2
 
     def __init__(self, transport: ProcessTransport, number: int) -> None:
         self.transport = transport
         self.number = number
         self._opened_in: _Child | None = None
+        self._opening = asyncio.Lock()
 
     async def _child(self) -> _Child:
         child = await self.transport.child()
-        if child is not self._opened_in:
-            # First send, or the child it was opened in died: open it in this one.
-            await child.request("open", self.number, None)
-            self._opened_in = child
+        if child is self._opened_in:
+            return child
+        async with self._opening:  # the other sender of this connection may be opening it
+            child = await self.transport.child()
+            if child is not self._opened_in:
+                # First send, or the child it was opened in died: open it in this one.
+                await child.request("open", self.number, None)
+                self._opened_in = child
         return child
 
     async def send(self, envelope: Envelope) -> SendResult:
@@ -281,62 +295,3 @@ class ProcessConnection:
             return
         with contextlib.suppress(ConnectionError, RuntimeError, TransportConfigError):
             await child.request("close", self.number, None)
-
-
-async def _child() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    transport_out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
-    config: Config = await _read_frame(reader)
-    inner = SMTPTransport(config.smtp)  # only smtp runs in a sender process
-    connections: dict[int, Any] = {}
-    tasks: set[asyncio.Task[None]] = set()
-
-    def answer(request: int, ok: bool, value: Any) -> None:
-        transport_out.write(_frame((request, ok, value)))
-
-    async def handle(request: int, verb: str, number: int, payload: Any) -> None:
-        try:
-            if verb == "open":
-                connections[number] = await inner.connect()
-                answer(request, True, None)
-            elif verb == "send":
-                answer(request, True, await connections[number].send(payload))
-            else:
-                connection = connections.pop(number, None)
-                if connection is not None:
-                    await connection.close()
-                answer(request, True, None)
-        except TransportConfigError as err:
-            answer(request, False, ("config", err.key, err.message))
-        except Exception as err:
-            answer(request, False, ("error", f"{type(err).__name__}: {err}"))
-
-    try:
-        while True:
-            request, verb, number, payload = await _read_frame(reader)
-            task = asyncio.create_task(handle(request, verb, number, payload))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-    except asyncio.IncompleteReadError:
-        pass  # the parent closed our stdin: finish what is in flight, then leave
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for connection in connections.values():
-        await connection.close()
-    transport_out.close()
-
-
-def main() -> None:
-    """Entry point of the sender child process."""
-    # The parent decides when to stop (stdin closes); a Ctrl-C or systemd's SIGTERM to the
-    # whole group must not cut sends off underneath it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    eventloop.install()
-    asyncio.run(_child())
-
-
-if __name__ == "__main__":
-    main()

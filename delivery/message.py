@@ -63,31 +63,33 @@ class _Part:
 
     def __init__(self, rendered: str, *, escape: bool) -> None:
         self.escape = escape
-        self.chunks: list[bytes | str] = []
+        # Encoded runs of lines without markers, and each marked line split at its markers
+        # (re.split: text, marker name, text, ...), so a message only joins and encodes.
+        self.chunks: list[bytes | list[str]] = []
         static: list[bytes] = []
         for line in rendered.replace("\r\n", "\n").split("\n"):
             if _MARK.search(line):
                 if static:
                     self.chunks.append(CRLF.join(static) + CRLF)
                     static = []
-                self.chunks.append(line)
+                self.chunks.append(_MARK.split(line))
             else:
                 static.append(_qp_line(line))
         if static:
             self.chunks.append(CRLF.join(static) + CRLF)
 
     def encode(self, values: Mapping[str, str]) -> bytes:
+        """The part for one recipient: `values` fill the markers, then quoted-printable."""
+        if self.escape:
+            values = {name: html.escape(value) for name, value in values.items()}
         out: list[bytes] = []
         for chunk in self.chunks:
             if isinstance(chunk, bytes):
                 out.append(chunk)
-                continue
-
-            def fill(match: re.Match[str]) -> str:
-                value = values[match.group(1)]
-                return html.escape(value) if self.escape else value
-
-            out.append(_qp_line(_MARK.sub(fill, chunk)) + CRLF)
+            else:
+                # Odd places hold marker names, even places the text between them.
+                line = "".join(values[p] if i % 2 else p for i, p in enumerate(chunk))
+                out.append(_qp_line(line) + CRLF)
         return b"".join(out)
 
 

@@ -15,14 +15,13 @@ import click
 from cli.context import pass_config
 from cli.output import aligned_table, console, show_table
 from delivery.compose import Composer
+from delivery.lessoncheck import render_problems as lesson_render_problems
 from delivery.message import Recipient
 from delivery.transports import Envelope
 from guide.config import Config
 from guide.errors import GuideError, Problem
-from guide.lessonfile import display
 from guide.lessons import Lesson, Sequence, check_library
-from guide.render import HTML_PART_MAX, MESSAGE_MAX
-from guide.text import NAME_MAX, ValidationError, check_email, check_name
+from guide.text import ValidationError, check_email, check_name
 from guide.tokens import LinkSigner
 from wiring import make_composer, make_transport
 
@@ -166,34 +165,10 @@ def lessons_list(sequence: Sequence, out: TextIO) -> int:
 
 
 def render_problems(config: Config, sequences: dict[str, Sequence]) -> list[Problem]:
-    """Each lesson rendered, plain and discreet, for the longest name: what fails or is too big."""
+    """Each lesson composed, plain and discreet, for the longest name: what fails or is too big."""
     # Check-only links: signed with a throwaway key, they must never work against a live site.
     signer = LinkSigner("check-only", config.web.public_url, config.link_lifetime)
-    composer = make_composer(config, signer)
-    problems: list[Problem] = []
-    for sequence in sequences.values():
-        for day, lesson in enumerate(sequence.lessons, start=1):
-            where = (display(lesson.path), lesson.body_line, "body")
-            for discreet in (False, True):
-                recipient = Recipient("reader@example.org", "N" * NAME_MAX, discreet)
-                try:
-                    sample = _sample(composer, sequence, day, recipient, datetime.now(UTC))
-                except Exception as err:  # whatever fails here would fail every send of it
-                    problems.append(Problem(*where, f"cannot be rendered: {err!r}"))
-                    break
-                html = len(sample.html.encode())
-                if html > HTML_PART_MAX:
-                    message = (
-                        f"the email's HTML is {html:,} bytes; the limit is {HTML_PART_MAX:,} "
-                        "(Gmail clips HTML over 102 KB, hiding the stop link): shorten the body"
-                    )
-                    problems.append(Problem(*where, message))
-                    break
-                if len(sample.data) > MESSAGE_MAX:
-                    size = f"{len(sample.data):,} bytes; the limit is {MESSAGE_MAX:,}"
-                    problems.append(Problem(*where, f"the email is {size}: shorten the body"))
-                    break
-    return problems
+    return lesson_render_problems(make_composer(config, signer), sequences, datetime.now(UTC))
 
 
 def _sample(

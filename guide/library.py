@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from guide.errors import LessonError
+from guide.errors import LessonError, Problem
 from guide.lessons import Sequence, load_library
 
 log = logging.getLogger(__name__)
+
+# A further check of loaded sequences (delivery.lessoncheck renders every lesson as an email).
+Verify = Callable[[dict[str, Sequence]], list[Problem]]
 
 
 class LessonLibrary:
     """Hands out the current sequences; a broken edit is refused and logged, never sent."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, verify: Verify | None = None) -> None:
         self.root = root
+        self.verify = verify
         self._stamp: tuple[tuple[str, int, int], ...] = ()
         self._sequences: dict[str, Sequence] = {}
         self.error: LessonError | None = None
@@ -34,9 +39,17 @@ class LessonLibrary:
     def load(self) -> dict[str, Sequence]:
         """Load for the first time; LessonError if the lessons are broken at start."""
         self._stamp = self._fingerprint()
-        self._sequences = load_library(self.root)
+        self._sequences = self._load()
         self.error = None
         return self._sequences
+
+    def _load(self) -> dict[str, Sequence]:
+        """The files' sequences once they pass every check, `verify` too; else LessonError."""
+        sequences = load_library(self.root)
+        problems = self.verify(sequences) if self.verify is not None else []
+        if problems:
+            raise LessonError(problems)
+        return sequences
 
     def current(self) -> dict[str, Sequence]:
         """The sequences as they are now, or the last good ones if the files are broken."""
@@ -45,7 +58,7 @@ class LessonLibrary:
             return self._sequences
         self._stamp = stamp
         try:
-            self._sequences = load_library(self.root)
+            self._sequences = self._load()
         except LessonError as err:
             self.error = err
             log.error(

@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli.lessons import render_problems
+from delivery.lessoncheck import render_problems as lesson_render_problems
 from delivery.message import Recipient
 from guide.config import Config, load_config
 from guide.lessonfile import FILE_MAX
 from guide.lessons import check_library
+from guide.library import LessonLibrary
 from guide.render import (
     ALLOWED_SYNTAX,
     BODY_FILTERS,
@@ -421,7 +423,7 @@ def test_the_html_limit_counts_the_whole_email_not_only_the_body(
     assert render_problems(config, sequences) == []
     # A longer layout or footer would not be noticed by the body's limit; the whole-email one
     # sees it (here the limit moves instead of the layout growing).
-    monkeypatch.setattr("cli.lessons.HTML_PART_MAX", 90_000)
+    monkeypatch.setattr("delivery.lessoncheck.HTML_PART_MAX", 90_000)
     found = render_problems(config, sequences)
     assert [(Path(p.file).name, p.line, p.field) for p in found] == [("alpha.yaml", 6, "body")]
     assert re.fullmatch(
@@ -429,3 +431,22 @@ def test_the_html_limit_counts_the_whole_email_not_only_the_body(
         r"102 KB, hiding the stop link\): shorten the body",
         found[0].message,
     ), found[0].message
+
+
+def test_a_library_given_the_render_check_keeps_sending_what_it_can_send(
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service's own reload refuses what `lessons check` refuses, when wired with it.
+    folder = write_library(tmp_path, {"alpha": lesson("alpha")})
+    composer = make_composer(config, LinkSigner(KEY, config.web.public_url, config.link_lifetime))
+    library = LessonLibrary(
+        folder.parent,
+        verify=lambda found: lesson_render_problems(composer, found, datetime.now(UTC)),
+    )
+    good = library.load()
+    monkeypatch.setattr("delivery.lessoncheck.HTML_PART_MAX", 1_000)
+    (folder / "alpha.yaml").write_text(lesson("alpha", "A longer lesson."), encoding="utf-8")
+    assert library.current() is good
+    assert library.error is not None
+    assert [str(p).split(": ", 2)[1] for p in library.error.problems] == ["body"]
+    assert library.error.problems[0].message.startswith("the email's HTML is ")

@@ -22,6 +22,8 @@ from guide.private import private_folder, read_secret
 
 # One salt per purpose, so a token made for one link can never be replayed on another.
 PURPOSES = ("unsubscribe", "manage", "confirm", "lesson", "export", "erase")
+# One encoder for every token: json.dumps() with options builds a new one per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class _ClockedSigner(TimestampSigner):
@@ -71,7 +73,7 @@ class LinkSigner:
         """A signed token for `payload` (JSON), timestamped `now`; expiry is checked on use."""
         # Plain base64 JSON, not URLSafeSerializer's: its zlib attempt costs more than it saves
         # on payloads this small.
-        data = base64_encode(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        data = base64_encode(_COMPACT_JSON.encode(payload).encode("utf-8"))
         return self._signer(purpose, now).sign(data).decode("ascii")
 
     def load(

@@ -216,8 +216,10 @@ def _message(error: ErrorDetails, info: FieldInfo | None) -> str:
     if kind == _RULE:
         return error["msg"]
     limit = error.get("ctx", {}).get("max_length")
-    if kind == "string_too_long" and limit is not None:
-        return f"must be at most {limit} characters"
-    if kind == "too_long" and limit is not None:
-        return f"must have at most {limit} entries"
+    if kind in ("string_too_long", "too_long") and limit is not None:
+        # A bound on a text checked after its other validators is reported as too_long.
+        text = isinstance(error["input"], str)
+        return (
+            f"must be at most {limit} characters" if text else f"must have at most {limit} entries"
+        )
     return expected(info) if info is not None else "is not valid"

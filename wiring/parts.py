@@ -95,11 +95,12 @@ async def build(
         private_folder(config.state_dir, "state_dir")
     library = LessonLibrary(config.lessons_dir)
     library.load()
+    # Keys first: a weak link secret is a configuration error found before the database opens.
+    composer = make_composer(config)
     store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
     transport = transport or make_transport(config)
     if isinstance(transport, MaildirTransport):
         transport.ensure()
-    composer = make_composer(config)
     dispatcher = Dispatcher(
         config=config,
         store=store,

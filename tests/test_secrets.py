@@ -8,6 +8,8 @@ PostgreSQL, and greps stdout, stderr and every file the run wrote for each secre
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import signal
 import socket
@@ -22,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import make_url
 
+from cli.logs import BadRequestFilter, RedactingFilter
+from delivery.dkim import aligned
 from guide.redact import redact, redact_url
 from tests.harness import LESSONS, LINK_SECRET, REPO
 from tests.statecheck import unchanged
@@ -105,6 +109,54 @@ def test_redaction_hides_given_secrets_and_each_line_of_a_key() -> None:
         redact_url("sqlite+aiosqlite:///state/guide.sqlite3")
         == "sqlite+aiosqlite:///state/guide.sqlite3"
     )
+
+
+def test_every_log_line_and_traceback_is_redacted() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter([LINK_SECRET, SMTP_PASSWORD]))
+    logger = logging.getLogger("tests.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("cannot reach %s", "postgresql+asyncpg://guide:Db-Pw-77@db/guide")
+        try:
+            raise ValueError(f"relay said no to {SMTP_PASSWORD}")
+        except ValueError:
+            logger.exception("send failed with key %s", LINK_SECRET)
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "postgresql+asyncpg://guide:***@db/guide" in text
+    assert "send failed with key ***" in text and "relay said no to ***" in text
+    assert "Traceback" in text  # the traceback stays, only its secrets go
+    assert "Db-Pw-77" not in text and LINK_SECRET not in text and SMTP_PASSWORD not in text
+
+
+def test_a_handler_error_keeps_its_traceback() -> None:
+    # Only unparsable requests lose theirs: a real bug in a handler must stay debuggable.
+    record = logging.LogRecord("aiohttp.server", logging.ERROR, "x", 1, "Error handling", (), None)
+    try:
+        raise KeyError("bug")
+    except KeyError:
+        record.exc_info = sys.exc_info()
+    assert BadRequestFilter().filter(record)
+    assert record.exc_info is not None and record.levelno == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    "signing, sender, expected",
+    [
+        ("example.org", "example.org", True),
+        ("example.org", "news.example.org", True),
+        ("mail.example.org", "example.org", True),
+        ("EXAMPLE.org.", "example.org", True),
+        ("elsewhere.example", "example.org", False),
+        ("ample.org", "example.org", False),
+    ],
+)
+def test_dkim_alignment(signing: str, sender: str, expected: bool) -> None:
+    assert aligned(signing, sender) is expected
 
 
 # --- database failures: one line naming database.url, the URL redacted ---------------------------

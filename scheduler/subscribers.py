@@ -74,13 +74,23 @@ _FRESH = {"attempts": 0, "first_failure_at": None, "last_error": None}
 
 
 async def sign_up(
-    store: Store, new: NewSubscriber, *, now: datetime, actor: str
+    store: Store,
+    new: NewSubscriber,
+    *,
+    now: datetime,
+    actor: str,
+    sequence_ids: Iterable[str] = (),
 ) -> Subscriber | None:
     """A web sign-up: the pending subscriber to send a confirmation to, or None to send nothing.
 
     None for people already receiving, for erased addresses (erasure promised never to email
-    them again) and for bounced ones (the mailbox does not exist).
+    them again) and for bounced ones (the mailbox does not exist), in this sequence or in any
+    of `sequence_ids`: a row is kept per sequence and address.
     """
+    for sequence_id in sequence_ids:
+        other = await store.find(new.email, sequence_id)
+        if other is not None and other.status in ("erased", "bounced"):
+            return None
     sub, created = await add(store, new, now=now, actor=actor, status="pending")
     if created:
         return sub
@@ -222,6 +232,11 @@ async def repeat(
         for row in sent
         if row["generation"] == subscriber.generation and row["lesson_id"] != CLOSING_ID
     ]
+    sequence = sequences.get(subscriber.sequence_id)
+    if current and sequence and current[-1]["lesson_id"] not in sequence.positions:
+        # After a switch the last delivery belongs to the other sequence: forgetting it would
+        # not send it now (the next lesson comes from this sequence) but after switching back.
+        raise LifecycleError("no lesson of these readings has been sent since you switched")
     if current and current[-1]["kind"] == "skipped" and any(r["kind"] == "sent" for r in current):
         # The next lesson goes after the last one recorded, so the skipped one would come
         # next instead of the repeat; un-skipping it could send something they chose to avoid.
@@ -279,6 +294,58 @@ async def reschedule(
     return await _set(store, subscriber, now=now, actor=actor, reason="settings changed", **values)
 
 
+async def switch_sequence(
+    store: Store,
+    subscriber: Subscriber,
+    sequences: dict[str, Sequence],
+    sequence_id: str,
+    *,
+    now: datetime,
+    actor: str,
+) -> Subscriber:
+    """Move to another sequence, keeping the progress made in each.
+
+    Deliveries are kept per (generation, lesson id) and sequences have their own lesson ids,
+    so nothing is deleted and the generation stays: the next lesson is the first of the new
+    sequence not yet received, and switching back continues where they left off. Active and
+    paused subscribers keep their status and next send time; held, bounced and undeliverable
+    ones keep theirs too (only resume changes that). A completed subscriber becomes active
+    again, at the next send time. A sequence whose every lesson was sent stays finished:
+    switching to it is refused. The closing email goes once per generation, so a second
+    sequence finished later ends without another one.
+    """
+    if subscriber.status in ("pending", "unsubscribed", "erased"):
+        raise LifecycleError(f"cannot switch a subscriber who is {subscriber.status}")
+    sequence = sequences.get(sequence_id)
+    if sequence is None:
+        raise LifecycleError(f"sequence {sequence_id!r} is not in the lesson library")
+    if sequence_id == subscriber.sequence_id:
+        raise LifecycleError("you already receive these readings")
+    recorded = (await store.progress([subscriber.id]))[subscriber.id]
+    if finished(sequence, recorded):
+        raise LifecycleError("you have already received every lesson of those readings")
+    # One row per sequence and address: a separate sign-up to the other sequence is its own.
+    if subscriber.email and await store.find(subscriber.email, sequence_id) is not None:
+        raise LifecycleError(
+            "this address has a separate subscription to those readings; "
+            "manage it from the link in its emails"
+        )
+    reason = f"switched from {subscriber.sequence_id} to {sequence_id}"
+    if subscriber.status == "completed":
+        return await _reactivate(
+            store,
+            subscriber,
+            sequences,
+            now=now,
+            actor=actor,
+            reason=reason,
+            sequence_id=sequence_id,
+        )
+    return await _set(
+        store, subscriber, now=now, actor=actor, reason=reason, sequence_id=sequence_id
+    )
+
+
 async def export_data(store: Store, subscriber: Subscriber) -> dict[str, Any]:
     """Everything held about one subscriber (GDPR access), as JSON-ready data."""
     sent, audit = await store.history(subscriber.id)
@@ -310,13 +377,14 @@ async def _reactivate(
     **values: Any,
 ) -> Subscriber:
     """Active again from the next send time, with any failure history cleared."""
+    cadence = _cadence(sequences, values.get("sequence_id", subscriber.sequence_id))
     return await _set(
         store,
         subscriber,
         now=now,
         actor=actor,
         status="active",
-        next_due_at=first_due(subscriber, now, _cadence(sequences, subscriber.sequence_id)),
+        next_due_at=first_due(subscriber, now, cadence),
         **_FRESH,
         **values,
     )

@@ -8,12 +8,13 @@ import re
 from aiohttp import web
 
 from guide.errors import LifecycleError, TokenError
-from guide.progress import lessons_sent
+from guide.progress import finished
 from guide.text import ValidationError, check_send_time, check_timezone
 from scheduler import subscribers as life
 from web.context import context_of
 from web.csrf import check_csrf
 from web.links import load_link, local_time_text, subscriber_from_link
+from web.sequences import choices
 
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 STATUS_TEXT = {
@@ -29,6 +30,7 @@ NOTICES = {
     "resume": "Your emails will start again at your next email time.",
     "settings": "Your settings are saved.",
     "repeat": "Your most recent lesson will be sent again at your next email time.",
+    "sequence": "Your readings are changed. What you received of each is kept.",
 }
 
 
@@ -41,15 +43,19 @@ async def manage(request: web.Request) -> web.StreamResponse:
         raise TokenError(expired=True)
     now = context.clock()
     recorded = (await context.store.progress([sub.id]))[sub.id]
-    sequence = context.library.current().get(sub.sequence_id) or context.sequence
+    sequences = context.library.current()
+    sequence = sequences.get(sub.sequence_id) or context.sequence
     token = request.match_info["token"]
-    can_resume = sub.status == "paused" or len(recorded) < len(sequence)
+    can_resume = sub.status == "paused" or not finished(sequence, recorded)
+    readings = choices(sequences, sub.sequence_id, recorded)
     return context.render(
         request,
         "manage.html",
         subscriber=sub,
         status_text=STATUS_TEXT.get(sub.status, sub.status),
-        sent=lessons_sent(recorded),
+        # Only this sequence's lessons: after a switch the others' are kept but not counted here.
+        sent=next((c.received for c in readings if c.id == sequence.id), 0),
+        choices=readings,
         total_days=len(sequence),
         next_local=local_time_text(sub.next_due_at, sub.timezone) if sub.status == "active" else "",
         can_resume=can_resume,
@@ -64,7 +70,7 @@ async def manage(request: web.Request) -> web.StreamResponse:
 
 
 async def manage_action(request: web.Request) -> web.StreamResponse:
-    """Pause, resume, settings or repeat; then back to the manage page."""
+    """Pause, resume, settings, repeat or another sequence; then back to the manage page."""
     context = context_of(request)
     store = context.store
     action = request.match_info["action"]
@@ -87,6 +93,17 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
             await life.resume(store, sub, sequences, now=now, actor="web")
         elif action == "repeat":
             await life.repeat(store, sub, sequences, now=now, actor="web")
+        elif action == "sequence":
+            sequence_id = str((await request.post()).get("sequence", ""))[:64]
+            if sequence_id not in sequences:
+                return context.message(
+                    request,
+                    "Please choose your readings",
+                    "Choose one of the readings listed.",
+                    status=400,
+                    link={"url": f"/manage/{request.match_info['token']}", "label": "Back"},
+                )
+            await life.switch_sequence(store, sub, sequences, sequence_id, now=now, actor="web")
         else:
             form = await request.post()
             try:

@@ -22,6 +22,7 @@ from scheduler import subscribers as life
 from web.context import WebContext, context_of
 from web.csrf import check_csrf
 from web.links import local_time_text, subscriber_from_link
+from web.sequences import choices
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def _form_values(form: Any | None = None) -> dict[str, Any]:
             "browser_timezone": "",
             "send_time": "08:00",
             "discreet": False,
+            "sequence": "",
         }
     timezone = str(form.get("timezone", "UTC"))
     return {
@@ -52,6 +54,7 @@ def _form_values(form: Any | None = None) -> dict[str, Any]:
         "browser_timezone": timezone,
         "send_time": str(form.get("send_time", ""))[:5],
         "discreet": form.get("discreet") == "yes",
+        "sequence": str(form.get("sequence", ""))[:64],
     }
 
 
@@ -70,6 +73,8 @@ def _subscribe_page(
         sequence_title=sequence.title,
         sequence_description=sequence.description,
         total_days=len(sequence),
+        choices=choices(context.library.current(), sequence.id),
+        chosen=form["sequence"] or sequence.id,
         discreet_name=context.config.sender.discreet_name,
     )
 
@@ -124,11 +129,16 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             cleaned[field] = check(values[field])
         except ValidationError:
             errors[field] = message
+    # A form from before the choice existed sends none: the default, as it said then.
+    sequence_id = values["sequence"] or context.config.default_sequence
+    sequences = context.library.current()
+    if sequence_id not in sequences:
+        errors["sequence"] = "Choose one of the readings listed."
     if errors:
         return _subscribe_page(request, values, errors, status=400)
     new = NewSubscriber(
         email=cleaned["email"],
-        sequence_id=context.config.default_sequence,
+        sequence_id=sequence_id,
         timezone=cleaned["timezone"],
         send_time=cleaned["send_time"],
         name=cleaned["name"],
@@ -136,7 +146,9 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     )
     # Per-address limit: the answer stays the same, only the email is not sent again.
     if context.address_limit.allow(new.email):
-        sub = await life.sign_up(context.store, new, now=context.clock(), actor="web")
+        sub = await life.sign_up(
+            context.store, new, now=context.clock(), actor="web", sequence_ids=sequences
+        )
         if sub is not None:
             task = asyncio.create_task(_send_confirmation(context, sub))
             _background.add(task)
@@ -153,7 +165,8 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
 
 async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:
     try:
-        composed = context.composer.confirmation(sub, context.sequence, context.clock())
+        sequence = context.library.current().get(sub.sequence_id, context.sequence)
+        composed = context.composer.confirmation(sub, sequence, context.clock())
         connection = await context.transport.connect()
         try:
             result = await connection.send(composed.envelope)

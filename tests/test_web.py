@@ -40,6 +40,7 @@ PUBLIC = "http://127.0.0.1:8080"  # config_for's web.public_url: the links in em
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]*)"')
 NAME = "Zebedee"  # distinctive, so a page that leaks it is caught
 TOPIC_WORDS = ("abuse", "recover", "no contact", "no-contact", "narciss", "survivor", "thirty days")
+OTHER = "low-contact"  # the second shipped sequence; the default is no-contact
 
 
 class Switch:
@@ -77,11 +78,13 @@ class Site:
     async def everyone(self) -> list[Subscriber]:
         return [sub async for sub in self.parts.store.iterate()]
 
-    async def add(self, address: str, *, status: str = "active", **extra: Any) -> Subscriber:
+    async def add(
+        self, address: str, *, status: str = "active", sequence_id: str = "", **extra: Any
+    ) -> Subscriber:
         """A subscriber added directly, as the CLI would (not through the pages)."""
         new = NewSubscriber(
             email=address,
-            sequence_id=self.parts.config.default_sequence,
+            sequence_id=sequence_id or self.parts.config.default_sequence,
             timezone="Europe/Berlin",
             send_time="07:30",
             name=NAME,
@@ -703,7 +706,7 @@ async def test_manage_page_shows_status_progress_and_forms(site: Site) -> None:
     assert f"{base}/repeat" in page.forms()
 
 
-@pytest.mark.parametrize("action", ["pause", "resume", "settings", "repeat"])
+@pytest.mark.parametrize("action", ["pause", "resume", "settings", "repeat", "sequence"])
 @pytest.mark.parametrize(
     ("cookie", "csrf"),
     [(True, None), (True, "x" * 43), (False, ""), (False, None)],
@@ -720,6 +723,7 @@ async def test_manage_actions_need_the_csrf_token(
     if cookie:
         await site.csrf()  # the browser has its cookie; the form lacks its token
     form = {"timezone": "America/New_York", "send_time": "21:15", "discreet": "yes"}
+    form["sequence"] = OTHER
     if csrf is not None:
         form["csrf"] = csrf
     token = site.token("manage", sub.id)
@@ -843,6 +847,178 @@ async def test_manage_for_someone_who_left_is_gone(site: Site) -> None:
     resp = await site.client.get(f"/manage/{token}")
     assert resp.status == 410
     assert_plain_error(site, await page_of(resp), 410, "ana@example.org")
+
+
+# -- choosing and switching sequences ---------------------------------------------------------
+
+
+def fieldset_text(html: str) -> str:
+    """The visible text of the sequence choice, without its tags."""
+    match = re.search(r"<fieldset.*?</fieldset>", html, re.S)
+    assert match, "no sequence choice on the page"
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(0)).split())
+
+
+async def event_reasons(site: Site, sub: Subscriber) -> list[tuple[str, str, str]]:
+    _, audit = await site.parts.store.history(sub.id)
+    return [(e["actor"], e["reason"], e["new_status"]) for e in audit]
+
+
+async def test_sign_up_offers_each_sequence_in_plain_words(site: Site) -> None:
+    resp = await site.client.get("/subscribe")
+    page = await page_of(resp)
+    library = site.parts.library.current()
+    radios = [a for a in page.all("input") if a.get("type") == "radio"]
+    assert [a.get("value") for a in radios] == ["no-contact", OTHER]  # the default first
+    assert [a.get("value") for a in radios if "checked" in a] == ["no-contact"]
+    assert {a.get("name") for a in radios} == {"sequence"}
+    text = fieldset_text(page.html)
+    for sequence in library.values():
+        assert sequence.title in text
+        assert f"{len(sequence)} emails" in text
+        text = text.replace(sequence.title, "")
+    # Beyond the titles, nothing names the topic: the page may be seen by someone else.
+    for word in (*TOPIC_WORDS, "hurt", "low contact", "fourteen"):
+        assert word not in text.lower(), f"the sequence choice says {word!r}: {text}"
+
+
+async def test_sign_up_for_the_second_sequence_gets_its_lessons(site: Site) -> None:
+    status, _ = await site.sign_up("ana@example.org", {"sequence": OTHER})
+    assert status == 200
+    [sub] = await site.everyone()
+    assert (sub.sequence_id, sub.status) == (OTHER, "pending")
+    path = link_path(part_text(site.outbox_for("ana@example.org")[0], "plain"), "confirm")
+    assert (await site.client.get(path)).status == 200
+    other = site.parts.library.current()[OTHER]
+    first = await site.due_lesson(sub)
+    assert f"Day 1 of {len(other)}" in part_text(first, "plain")
+    assert other.lessons[0].title in part_text(first, "plain")
+    assert (await site.parts.store.progress([sub.id]))[sub.id] == [other.lessons[0].id]
+
+
+@pytest.mark.parametrize("value", ["nowhere", "../no-contact", "No-Contact", "low-contact "])
+async def test_unknown_sequence_is_refused_with_the_form_again(site: Site, value: str) -> None:
+    status, body = await site.sign_up("ana@example.org", {"sequence": value})
+    assert status == 400
+    assert "Choose one of the readings listed." in body
+    assert 'href="#sequence"' in body and 'id="sequence"' in body
+    assert 'value="ana@example.org"' in body  # what was typed is kept
+    assert await site.everyone() == []
+    assert site.transport.outbox == []
+
+
+async def test_erased_or_bounced_in_one_sequence_gets_nothing_from_another(site: Site) -> None:
+    erased = await site.add("gone@example.org")
+    await site.parts.store.erase(erased.id, now=site.clock(), actor="test")
+    await site.add("bounced@example.org", status="bounced")
+    for address in ("gone@example.org", "bounced@example.org"):
+        status, body = await site.sign_up(address, {"sequence": OTHER})
+        assert (status, "Check your inbox" in body) == (200, True)
+    assert site.transport.outbox == []
+    assert len(await site.everyone()) == 2  # no row in the other sequence either
+
+
+async def test_switching_keeps_each_sequences_progress(site: Site) -> None:
+    store, library = site.parts.store, site.parts.library.current()
+    default, other = library["no-contact"], library[OTHER]
+    sub = await site.add("ana@example.org")
+    await site.due_lesson(sub)
+    await site.due_lesson(sub)
+    before = await site.get_subscriber(sub.id)
+    token = site.token("manage", sub.id)
+    page = await page_of(await site.client.get(f"/manage/{token}"))
+    assert f"/manage/{token}/sequence" in page.forms()
+    radios = [a for a in page.all("input") if a.get("type") == "radio"]
+    assert [a.get("value") for a in radios if "checked" in a] == ["no-contact"]
+
+    site.clock.advance(timedelta(hours=1))
+    resp = await site.post(f"/manage/{token}/sequence", {"sequence": OTHER})
+    assert resp.status == 303
+    assert resp.headers["Location"] == f"/manage/{token}?done=sequence"
+    switched = await site.get_subscriber(sub.id)
+    assert (switched.sequence_id, switched.status) == (OTHER, "active")
+    # Same generation and next send time; only the sequence and updated_at changed.
+    assert switched == dataclasses.replace(before, sequence_id=OTHER, updated_at=site.clock())
+    assert (await store.progress([sub.id]))[sub.id] == [x.id for x in default.lessons[:2]]
+    assert (await event_reasons(site, sub))[-1] == (
+        "web",
+        f"switched from no-contact to {OTHER}",
+        "active",
+    )
+    page = await page_of(await site.client.get(resp.headers["Location"]))
+    assert account.NOTICES["sequence"] in page.texts("p")
+    assert f"Progress: 0 of {len(other)} lessons received." in page.texts("p")
+    assert f"{site.token('manage', sub.id)}/repeat" not in page.forms()  # none of these yet
+    assert "You have received 2." in fieldset_text(page.html)
+    # Repeat would forget the other sequence's lesson and send it only after switching back.
+    assert (await site.post(f"/manage/{token}/repeat")).status == 409
+
+    mail = await site.due_lesson(sub)
+    assert f"Day 1 of {len(other)}" in part_text(mail, "plain")
+    assert (await site.post(f"/manage/{token}/sequence", {"sequence": "no-contact"})).status == 303
+    mail = await site.due_lesson(sub)
+    assert f"Day 3 of {len(default)}" in part_text(mail, "plain")  # where they left off
+    recorded = (await store.progress([sub.id]))[sub.id]
+    assert recorded == [*(x.id for x in default.lessons[:2]), other.lessons[0].id, default.order[2]]
+    assert (await site.get_subscriber(sub.id)).generation == before.generation
+
+
+async def test_a_completed_reader_switching_to_unfinished_readings_is_active_again(
+    site: Site,
+) -> None:
+    store, library = site.parts.store, site.parts.library.current()
+    sub = await site.add("ana@example.org", sequence_id=OTHER)
+    for lesson in library[OTHER].lessons:
+        await store.skip(sub, lesson.id, site.clock())
+    sub = await life.pause(store, sub, now=site.clock(), actor="test")
+    done = await store.change(sub.id, now=site.clock(), actor="test", status="completed")
+    assert done is not None
+    token = site.token("manage", sub.id)
+    site.clock.advance(timedelta(days=1, hours=3))
+    resp = await site.post(f"/manage/{token}/sequence", {"sequence": "no-contact"})
+    assert resp.status == 303
+    active = await site.get_subscriber(sub.id)
+    assert (active.sequence_id, active.status, active.generation) == (
+        "no-contact",
+        "active",
+        sub.generation,
+    )
+    assert active.next_due_at == next_send_time(
+        tz=ZoneInfo("Europe/Berlin"),
+        send_time=parse_send_time("07:30"),
+        now=site.clock(),
+        last_sent_at=None,
+    )
+    mail = await site.due_lesson(active)
+    assert "Day 1 of " in part_text(mail, "plain")
+
+    # A finished sequence stays finished: switching back is refused and changes nothing.
+    before = await site.get_subscriber(sub.id)
+    refused = await site.post(f"/manage/{token}/sequence", {"sequence": OTHER})
+    assert refused.status == 409
+    assert "already received every lesson" in await refused.text()
+    assert await site.get_subscriber(sub.id) == before
+
+
+@pytest.mark.parametrize("value", ["", "nowhere", "no-contact"])
+async def test_switching_to_an_unknown_or_the_same_sequence_changes_nothing(
+    site: Site, value: str
+) -> None:
+    sub = await site.add("ana@example.org")
+    token = site.token("manage", sub.id)
+    resp = await site.post(f"/manage/{token}/sequence", {"sequence": value})
+    assert resp.status == (409 if value == "no-contact" else 400)
+    assert await site.get_subscriber(sub.id) == sub
+    assert (await event_reasons(site, sub))[-1][1] == "added"
+
+
+async def test_switching_to_a_sequence_the_address_has_separately_is_refused(site: Site) -> None:
+    sub = await site.add("ana@example.org")
+    await site.add("ana@example.org", sequence_id=OTHER)
+    resp = await site.post(f"/manage/{site.token('manage', sub.id)}/sequence", {"sequence": OTHER})
+    assert resp.status == 409
+    assert "separate subscription" in await resp.text()
+    assert await site.get_subscriber(sub.id) == sub
 
 
 # -- your data --------------------------------------------------------------------------------

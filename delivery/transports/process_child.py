@@ -93,7 +93,9 @@ class _Sender:
                 await connection.close()
 
     def _answer(self, request: int, ok: bool, value: Any) -> None:
-        self.out.write(frame((request, ok, value)))
+        # A parent killed outright closes our stdout under us; nobody is left to answer.
+        if not self.out.is_closing():
+            self.out.write(frame((request, ok, value)))
 
 
 async def _child() -> None:

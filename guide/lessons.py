@@ -15,7 +15,7 @@ from guide.yamlsrc import Mapping, SourceList
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CADENCE = re.compile(r"^every ([1-9][0-9]?) days?$")
 SEQUENCE_FILE = "sequence.yaml"
-SEQUENCE_KEYS = {"id", "title", "description", "cadence", "phases", "lessons"}
+SEQUENCE_KEYS = {"id", "title", "description", "cadence", "phases", "lessons", "catch_up"}
 LESSON_REQUIRED = ("id", "title", "subject", "phase", "body", "reflection")
 LESSON_OPTIONAL = ("discreet_subject", "content_note")
 WORDS_PER_MINUTE = 200
@@ -66,6 +66,8 @@ class Sequence:
     phases: tuple[Phase, ...]
     lessons: tuple[Lesson, ...]
     path: Path = Path()
+    # Lessons a reader who has passed them without having them gets next (guide/progress.py).
+    catch_up: tuple[str, ...] = ()
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     _order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
@@ -167,6 +169,7 @@ def check_sequence(folder: Path, root: Path | None = None) -> tuple[Sequence | N
                 line, "lessons", f"{lesson_id!r} is listed but {lesson_id}.yaml does not exist"
             )
     _check_phase_order(seq_file, ordered, phase_rank, listed)
+    catch_up = _check_catch_up(seq_file, data, listed)
     if not listed and "lessons" in data:
         seq_file.add(data.line_of("lessons"), "lessons", "must list at least one lesson id")
     if problems:
@@ -179,6 +182,7 @@ def check_sequence(folder: Path, root: Path | None = None) -> tuple[Sequence | N
         phases=tuple(phases),
         lessons=tuple(ordered),
         path=folder,
+        catch_up=catch_up,
     )
     return sequence, problems
 
@@ -228,6 +232,29 @@ def _check_order(seq_file: FileChecker, data: Mapping) -> dict[str, int]:
         else:
             listed[item] = line
     return listed
+
+
+def _check_catch_up(
+    seq_file: FileChecker, data: Mapping, listed: dict[str, int]
+) -> tuple[str, ...]:
+    raw = data.get("catch_up")
+    if raw is None:
+        return ()
+    if not isinstance(raw, SourceList):
+        seq_file.add(data.line_of("catch_up"), "catch_up", "must be a list of lesson ids")
+        return ()
+    found: dict[str, int] = {}
+    for index, (item, line) in enumerate(zip(raw, raw.item_lines, strict=True)):
+        key = f"catch_up[{index}]"
+        if not isinstance(item, str) or not SLUG.match(item):
+            seq_file.add(line, key, "must be a lesson id (lowercase words joined by hyphens)")
+        elif item in found:
+            seq_file.add(line, key, f"{item!r} is listed twice (first on line {found[item]})")
+        elif item not in listed:
+            seq_file.add(line, key, f"{item!r} is not in lessons")
+        else:
+            found[item] = line
+    return tuple(found)
 
 
 def _check_phase_order(

@@ -13,19 +13,37 @@ CLOSING_ID = "_closing"
 
 
 def choose_next(
-    order: Seq[str], recorded: Seq[str], position: Mapping[str, int] | None = None
+    order: Seq[str],
+    recorded: Seq[str],
+    position: Mapping[str, int] | None = None,
+    catch_up: Seq[str] = (),
 ) -> str | None:
-    """The first unrecorded lesson after the last recorded one still in `order`."""
+    """The next lesson id: a passed but missed catch-up lesson, else the next one in order.
+
+    In order means the first unrecorded lesson after the last recorded one still in `order`.
+    A `catch_up` lesson (in list order) comes first if the reader is already past it but never
+    had it, such as a safety lesson inserted before where they were.
+    """
     if position is None:
         position = {lesson_id: i for i, lesson_id in enumerate(order)}
-    start = 0
-    for lesson_id in reversed(recorded):
-        if lesson_id in position:
-            start = position[lesson_id] + 1
-            break
     if not recorded:
         return order[0] if order else None
+    catching = set(catch_up)
+    start = 0
+    furthest = -1
+    for lesson_id in recorded:
+        if lesson_id not in position:
+            continue
+        at = position[lesson_id]
+        # A catch-up lesson sent behind where the reader was does not move them back: going on
+        # from it would send the days between it and their place, which they had passed.
+        if lesson_id not in catching or at > furthest:
+            start = at + 1
+        furthest = max(furthest, at)
     done = set(recorded)
+    for lesson_id in catch_up:
+        if position.get(lesson_id, start) < start and lesson_id not in done:
+            return lesson_id
     return next((lesson_id for lesson_id in order[start:] if lesson_id not in done), None)
 
 
@@ -46,20 +64,22 @@ class Step:
 def next_step(sequence: Sequence, recorded: Seq[str], *, closing_email: bool) -> Step:
     """The one rule for what comes next, used by dispatch, dry runs and the pages alike."""
     order = sequence.order
-    lesson_id = choose_next(order, recorded, sequence.positions)
+    lesson_id = choose_next(order, recorded, sequence.positions, sequence.catch_up)
     if lesson_id is None:
         send = closing_email and CLOSING_ID not in recorded
         return Step(CLOSING_ID, send=send, final=True)
     # Without a closing email, the last lesson itself completes the sequence.
     final = (
-        not closing_email and choose_next(order, [*recorded, lesson_id], sequence.positions) is None
+        not closing_email
+        and choose_next(order, [*recorded, lesson_id], sequence.positions, sequence.catch_up)
+        is None
     )
     return Step(lesson_id, send=True, final=final)
 
 
 def finished(sequence: Sequence, recorded: Seq[str]) -> bool:
     """Whether every lesson in the current order has been sent or skipped."""
-    return choose_next(sequence.order, recorded, sequence.positions) is None
+    return choose_next(sequence.order, recorded, sequence.positions, sequence.catch_up) is None
 
 
 def lessons_sent(recorded: Seq[str]) -> int:

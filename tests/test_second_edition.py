@@ -78,6 +78,14 @@ FIRST_EDITION = (
     ),
 )
 FIRST_ORDER = tuple(lesson for _, ids in FIRST_EDITION for lesson in ids)
+# The second edition's new safety lessons (its sequence.yaml catch_up), which a reader already
+# past them gets next, once each, in this order.
+CATCH_UP = (
+    "when-leaving-raises-the-risk",
+    "your-phone-and-accounts",
+    "money-home-and-the-law",
+    "when-they-come-back-charming",
+)
 PHASES = ("going-no-contact", "narcissistic-rage", "flying-monkeys", "enablers", "rumination")
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 
@@ -169,16 +177,21 @@ async def test_after_day_12_of_the_first_edition_the_second_continues(tmp_path: 
     after = history[12:]
     assert len(history) == len(set(history)), "a lesson was sent twice"
     assert after[-1] == CLOSING_ID
-    # Everything after the switch is a second-edition lesson, in its order, from where the
-    # reader was (smear-campaigns survives) to the end.
+    # First the new safety lessons they had passed (the danger of leaving, phone and accounts,
+    # money and the law, the return with charm), once each, in catch_up's order ...
+    assert new.catch_up == CATCH_UP
+    assert after[: len(CATCH_UP)] == list(CATCH_UP)
+    # ... then every second-edition lesson after where the reader was (smear-campaigns
+    # survives), in order, to the end: nothing skipped.
     start = new.order.index("smear-campaigns") + 1
     expected = [lesson for lesson in new.order[start:] if lesson not in FIRST_ORDER[:12]]
-    assert after[:-1] == expected
-    assert after[0] == "pressure-to-reconcile"
+    assert after[len(CATCH_UP) : -1] == expected
+    assert after[len(CATCH_UP)] == "pressure-to-reconcile"
     assert "the-self-blame-loop" in after  # the lesson naming suicidal thoughts and 988
-    # The emails number the days of the second edition: 1-12, then 15 to 30, then the closing.
+    # The emails number the days of the second edition: 1-12, the four safety lessons by their
+    # own days, then 15 to 30, then the closing.
     days = sent_in_order(transport)
-    assert days == [*range(1, 13), *range(15, 31), None]
+    assert days == [*range(1, 13), 4, 6, 7, 11, *range(15, 31), None]
 
 
 @pytest.fixture(scope="module", name="new")
@@ -195,7 +208,15 @@ def test_every_first_edition_reader_finishes_without_repeats(new: Sequence, had_
     lessons = rest[:-1]
     assert len(set(had + lessons)) == len(had) + len(lessons), "a lesson was sent twice"
     assert all(lesson in new.positions for lesson in lessons)
-    assert lessons == sorted(lessons, key=new.positions.__getitem__), "out of order"
+    # Every new safety lesson reaches every reader, whatever day they had reached.
+    assert set(CATCH_UP) <= {*had, *lessons}, "a safety lesson never came"
+    # The ones they had passed come first, in catch_up's order; the rest in the new order,
+    # with nothing after their place (their last lesson that survives) skipped.
+    place = next((new.positions[x] for x in reversed(had) if x in new.positions), -1)
+    missed = [lesson for lesson in CATCH_UP if new.positions[lesson] < place and lesson not in had]
+    assert lessons[: len(missed)] == missed
+    onward = lessons[len(missed) :]
+    assert onward == [lesson for lesson in new.order[place + 1 :] if lesson not in had]
     # Whoever they are, they reach the last lesson (unless they already had it).
     assert new.order[-1] in [*had, *lessons]
 

@@ -64,7 +64,7 @@ class GuideGroup(click.Group):
     "--config",
     "config_path",
     # A folder or an unreadable file is reported by the configuration loader, in one line.
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),
     default=DEFAULT_CONFIG,
     envvar="DRG_CONFIG",
     show_default=False,

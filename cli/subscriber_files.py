@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ def read_rows(
     """The good rows of `path`, and a `file:line: field: message` for each bad one."""
     rows: list[Row] = []
     errors: list[str] = []
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A FIFO or a device would block the import forever, or never end.
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         header = [h.strip().lower() for h in reader.fieldnames or []]

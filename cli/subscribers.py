@@ -245,7 +245,14 @@ async def import_file(parts: Parts, path: Path, default_sequence: str, *, strict
     """Report bad rows by line, add the good ones (none with `strict`); 1 if any row was bad."""
     try:
         rows, errors = read_rows(path, default_sequence, parts.library.current())
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    except OSError as err:
+        click.echo(f"error: cannot read {path}: {err.strerror or err}", err=True)
+        return 1
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start]
+        click.echo(f"error: cannot read {path}: not UTF-8 text (byte 0x{byte:02x})", err=True)
+        return 1
+    except csv.Error as err:
         click.echo(f"error: cannot read {path}: {err}", err=True)
         return 1
     for error in errors:

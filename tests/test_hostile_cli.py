@@ -253,6 +253,33 @@ def test_a_csv_import_checks_every_address_and_name_with_the_same_rules(site: Pa
     ]
 
 
+def write_latin1(path: Path) -> None:
+    """A spreadsheet's export in Latin-1, not UTF-8."""
+    path.write_bytes(
+        "email,name,timezone,send_time\nz@example.org,Zo\xeb,UTC,08:00\n".encode("latin-1")
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (write_latin1, "not UTF-8 text (byte 0xeb)"),
+        (Path.mkdir, "Is a directory"),
+        (os.mkfifo, "not a regular file"),  # reading it would wait forever
+        (lambda path: None, "No such file or directory"),
+    ],
+    ids=["latin-1", "folder", "fifo", "missing"],
+)
+def test_an_import_file_that_cannot_be_read_is_one_line(
+    site: Path, make: Any, message: str
+) -> None:
+    people = site.parent / "people.csv"
+    make(people)
+    with unchanged(site.parent / "state"):
+        status, out, err = run(site, "subscribers", "import", str(people))
+    assert (status, out, err) == (1, "", f"error: cannot read {people}: {message}\n")
+
+
 def test_a_configuration_error_is_exit_status_2(site: Path) -> None:
     config = write_config(site.parent, smtp={"port": 70000})
     with unchanged(site.parent / "state"):

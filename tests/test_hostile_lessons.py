@@ -288,15 +288,26 @@ def test_a_mark_in_the_sequence_title_fails_the_check(tmp_path: Path) -> None:
     ]
 
 
-def test_the_tick_refuses_broken_lessons_with_one_line_and_sends_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        (["tick", "--now", "2027-03-01T08:00Z"], "The lessons are invalid; fix them first"),
+        (["lessons", "preview", "1"], "Fix the lessons first"),
+    ],
+    ids=["tick", "preview"],
+)
+def test_a_broken_lesson_stops_tick_and_preview_with_one_line(
+    tmp_path: Path, command: list[str], hint: str
+) -> None:
+    # Before, both died per subscriber with a KeyError on the unknown mark, and tick said 0.
     write_library(tmp_path, {"alpha": lesson("alpha", "Open [[drg:evil]] now.")})
     config = write_config(tmp_path)
-    with unchanged(tmp_path / "state"):
-        done = run(config, "tick", "--now", "2027-03-01T08:00Z")
-    assert done.returncode == 1
+    with unchanged(tmp_path / "state"), unchanged(tmp_path / "preview"):
+        done = run(config, *command)
+    assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.splitlines() == [
         f"{RELATIVE}/alpha.yaml:5: body: [[drg:…]] is reserved for the email's own links",
-        "The lessons are invalid; fix them first (python run.py lessons check).",
+        f"{hint} (python run.py lessons check).",
     ]
 
 

@@ -234,9 +234,9 @@ async def repeat(
     ]
     sequence = sequences.get(subscriber.sequence_id)
     if current and sequence and current[-1]["lesson_id"] not in sequence.positions:
-        # After a switch the last delivery belongs to the other sequence: forgetting it would
-        # not send it now (the next lesson comes from this sequence) but after switching back.
-        raise LifecycleError("no lesson of these readings has been sent since you switched")
+        # After a switch (or an edit that removed it) the last delivery is not in this
+        # sequence: forgetting it would not send it again now, only after switching back.
+        raise LifecycleError("your most recent lesson is not part of these readings")
     if current and current[-1]["kind"] == "skipped" and any(r["kind"] == "sent" for r in current):
         # The next lesson goes after the last one recorded, so the skipped one would come
         # next instead of the repeat; un-skipping it could send something they chose to avoid.

@@ -86,7 +86,8 @@ NO_CONTACT = Shape(
         # Suicidal thoughts named plainly, once, with where to turn.
         ("the-self-blame-loop", r"suicid|end your life|take your own life"),
         ("the-self-blame-loop", r"\b988\b"),
-        ("the-self-blame-loop", r"footer of this email"),
+        # Self-contained: the footer may carry no line for the reader's country.
+        ("the-self-blame-loop", r"findahelpline\.com"),
         # Where the guide speaks of their anger it names no one and excuses nothing.
         ("why-no-contact-is-hard", r"diagnose"),
         ("why-distance-threatens-the-mask", r"power and control"),

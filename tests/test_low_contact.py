@@ -141,5 +141,6 @@ def test_warning_signs_come_early_as_one_list_beside_an_advocate(sequence: Seque
     lesson = sequence.lesson_on_day(2)
     section = next(part for part in re.split(r"(?m)^## ", lesson.body) if "advocate now" in part)
     items = [line for line in section.splitlines() if line.startswith("- ")]
-    assert len(items) == 5
+    # The five from issue 11, and escalation, forced sex and their own fear (review 11).
+    assert len(items) == 8
     assert "trained domestic violence advocate" in plain_text(section)

@@ -90,7 +90,7 @@ class Dispatcher:
         sequences: dict[str, Sequence],
         now: datetime,
     ) -> Job:
-        """Decide what this subscriber gets now and build the message bytes."""
+        """Decide what this subscriber gets now, and how to build its message."""
         closing = self.settings.closing_email
         return plan(self.composer, subscriber, recorded, sequences, now, closing_email=closing)
 

@@ -110,7 +110,7 @@ class Pass:
                 except Exception:
                     log.exception("cannot prepare a message for subscriber %d", sub.id)
                     continue
-                if job.envelope is None:
+                if job.build is None:
                     await self.window.acquire()
                     self.outcomes.put_nowait(self.d.policy.outcome(job, None, self.now))
                 else:
@@ -130,14 +130,16 @@ class Pass:
     async def work(self, connection: Connection) -> None:
         """One sender: one send at a time over `connection`."""
         while (job := await self.jobs.get()) is not None:
-            assert job.envelope is not None
+            assert job.build is not None
             if not self._go_on():
                 self.unsent.append(job.subscriber.id)
                 continue
             await self.d.limiter.acquire()
             await self.window.acquire()
             try:
-                result = await connection.send(job.envelope)
+                # Built now, not when planned: its Date is the moment of hand-over.
+                composed = job.build(self.d.clock())
+                result = await connection.send(composed.envelope)
                 if result.delivered:
                     self.d.stats.delivered(self.now)
                 elif result.failure_class == "transient":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
-from delivery.compose import Composer
-from delivery.transports import Envelope
+from delivery.compose import Composed, Composer
 from guide.lessons import Sequence
 from guide.progress import next_step
 from guide.records import Subscriber
@@ -14,12 +15,16 @@ from guide.records import Subscriber
 
 @dataclass
 class Job:
-    """One subscriber's planned send (or a completion that needs no send)."""
+    """One subscriber's planned send (or a completion that needs no send).
+
+    `build(when)` makes the message bytes, dated `when`: the sender calls it at the moment of
+    hand-over, since a rate-limited pass can run for hours and the Date must not be its start.
+    """
 
     subscriber: Subscriber
     lesson_id: str
     message_id: str = ""
-    envelope: Envelope | None = None
+    build: Callable[[datetime], Composed] | None = None
     sequence: Sequence | None = None
     final: bool = False  # the subscriber completes once this is delivered
 
@@ -33,7 +38,7 @@ def plan(
     *,
     closing_email: bool,
 ) -> Job:
-    """Decide what this subscriber gets now and build the message bytes."""
+    """Decide what this subscriber gets now, and how to build its message."""
     sequence = sequences.get(subscriber.sequence_id)
     if sequence is None:
         return Job(subscriber, "")
@@ -41,10 +46,9 @@ def plan(
     if not step.send:
         return Job(subscriber, step.lesson_id, sequence=sequence, final=True)
     if step.closing:
-        composed = composer.closing(subscriber, sequence, now)
+        build = partial(composer.closing, subscriber, sequence)
     else:
         lesson = sequence.lessons[sequence.positions[step.lesson_id]]
-        composed = composer.lesson(subscriber, sequence, lesson, now)
-    return Job(
-        subscriber, step.lesson_id, composed.message_id, composed.envelope, sequence, step.final
-    )
+        build = partial(composer.lesson, subscriber, sequence, lesson)
+    message_id = composer.message_id(subscriber, step.lesson_id)
+    return Job(subscriber, step.lesson_id, message_id, build, sequence, step.final)

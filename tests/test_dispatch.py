@@ -373,9 +373,54 @@ async def test_message_ids_are_stable_across_a_resend(tmp_path: Path) -> None:
         again = parts.dispatcher.plan(
             sub, [], parts.library.current(), clock.now + timedelta(minutes=5)
         )
-        assert first.envelope is not None and again.envelope is not None
-        assert message_id_of(first.envelope.data) == message_id_of(again.envelope.data)
+        assert first.build is not None and again.build is not None
+        first_data = first.build(clock.now).data
+        again_data = again.build(clock.now + timedelta(minutes=5)).data
+        assert message_id_of(first_data) == message_id_of(again_data) == first.message_id
         second = parts.dispatcher.plan(sub, [first.lesson_id], parts.library.current(), clock.now)
         assert second.message_id != first.message_id
+    finally:
+        await parts.close()
+
+
+class _SlowRelay(MemoryTransport):
+    """Each hand-over takes 40 minutes of the injected clock, like a per-hour rate limit."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.handed_over: list[datetime] = []
+
+    async def connect(self) -> Any:
+        inner = await super().connect()
+        relay = self
+
+        class Slow:
+            async def send(self, envelope: Any) -> SendResult:
+                relay.handed_over.append(relay.clock.now)
+                result = await inner.send(envelope)
+                relay.clock.advance(timedelta(minutes=40))
+                return result
+
+            async def close(self) -> None:
+                await inner.close()
+
+        return Slow()
+
+
+async def test_every_message_is_dated_when_it_is_handed_over(tmp_path: Path) -> None:
+    # SpamAssassin's DATE_IN_PAST_03_06: a Date hours before the Received line costs +2.4.
+    clock = Clock(START + timedelta(hours=10))
+    relay = _SlowRelay(clock)
+    parts = await make_parts(config_for(tmp_path, connections=1), clock, relay)
+    people = [(f"d{i}@example.org", "UTC", "09:00") for i in range(4)]
+    await add_many(parts, people, START)
+    try:
+        pass_start = clock.now
+        report = await parts.dispatcher.tick()
+        assert report.results["sent"] == 4
+        dates = [date_of(envelope.data) for envelope in relay.outbox]
+        assert dates == relay.handed_over
+        assert dates[-1] - pass_start == timedelta(minutes=120)
     finally:
         await parts.close()

@@ -241,6 +241,9 @@ def edit_order(root: Path, change: Any) -> None:
     path = root / "no-contact" / "sequence.yaml"
     data = yaml.safe_load(path.read_text())
     data["lessons"] = change(data["lessons"])
+    # Catch-up lessons must still be in the order: keep those that are.
+    if "catch_up" in data:
+        data["catch_up"] = [i for i in data["catch_up"] if i in data["lessons"]]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -43,7 +43,7 @@ async def manage(request: web.Request) -> web.StreamResponse:
         raise TokenError(expired=True)
     now = context.clock()
     recorded = (await context.store.progress([sub.id]))[sub.id]
-    sequences = context.library.current()
+    sequences = context.sequences()
     sequence = sequences.get(sub.sequence_id) or context.sequence
     token = request.match_info["token"]
     can_resume = sub.status == "paused" or not finished(sequence, recorded)
@@ -85,7 +85,7 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
             status=403,
         )
     now = context.clock()
-    sequences = context.library.current()
+    sequences = context.sequences()
     try:
         if action == "pause":
             await life.pause(store, sub, now=now, actor="web")
@@ -205,7 +205,7 @@ async def lesson(request: web.Request) -> web.StreamResponse:
     if not isinstance(payload, list) or len(payload) != 2:
         raise TokenError(expired=False)
     lesson_id = str(payload[1])
-    sequence = context.library.current().get(sub.sequence_id)
+    sequence = context.sequences().get(sub.sequence_id)
     position = sequence.positions.get(lesson_id) if sequence else None
     if sequence is None or position is None or sub.status in ("erased", "pending"):
         raise TokenError(expired=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from web.csrf import csrf_token
 from web.limits import SlidingWindow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
+# How often pages look at the lesson files for edits. Looking is a walk and a stat of every
+# file (1.4-2.2 ms on the event loop), so once per request delayed everything else on the
+# loop, the dispatch pass included; an edit still shows within a second.
+LESSON_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -38,10 +43,14 @@ class WebContext:
     clock: Clock
     stats: DispatchStats
     scheduler_running: Callable[[], bool] = lambda: True
+    # Seconds for LESSON_CHECK_SECONDS only, not the time of day: that is `clock`.
+    monotonic: Callable[[], float] = time.monotonic
     env: Environment = field(init=False)
     client_limit: SlidingWindow = field(init=False)
     address_limit: SlidingWindow = field(init=False)
     zones: list[str] = field(init=False)
+    _sequences: dict[str, Sequence] = field(init=False, default_factory=dict)
+    _checked: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.env = Environment(
@@ -66,10 +75,18 @@ class WebContext:
         """The signer of every link a page makes or checks."""
         return self.composer.signer
 
+    def sequences(self) -> dict[str, Sequence]:
+        """The sequences as currently loaded; the files are looked at at most once a second."""
+        now = self.monotonic()
+        if not self._sequences or now - self._checked >= LESSON_CHECK_SECONDS:
+            self._sequences = self.library.current()
+            self._checked = now
+        return self._sequences
+
     @property
     def sequence(self) -> Sequence:
         """The default sequence, as currently loaded."""
-        return self.library.current()[self.config.default_sequence]
+        return self.sequences()[self.config.default_sequence]
 
     def render(
         self, request: web.Request, template: str, status: int = 200, **values: Any

@@ -73,7 +73,7 @@ def _subscribe_page(
         sequence_title=sequence.title,
         sequence_description=sequence.description,
         total_days=len(sequence),
-        choices=choices(context.library.current(), sequence.id),
+        choices=choices(context.sequences(), sequence.id),
         chosen=form["sequence"] or sequence.id,
         discreet_name=context.config.sender.discreet_name,
     )
@@ -131,7 +131,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
             errors[field] = message
     # A form from before the choice existed sends none: the default, as it said then.
     sequence_id = values["sequence"] or context.config.default_sequence
-    sequences = context.library.current()
+    sequences = context.sequences()
     if sequence_id not in sequences:
         errors["sequence"] = "Choose one of the readings listed."
     if errors:
@@ -165,7 +165,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
 
 async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:
     try:
-        sequence = context.library.current().get(sub.sequence_id, context.sequence)
+        sequence = context.sequences().get(sub.sequence_id, context.sequence)
         composed = context.composer.confirmation(sub, sequence, context.clock())
         connection = await context.transport.connect()
         try:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,37 +98,13 @@ def bench_config(state: Path, port: int, connections: int) -> Any:
 
 async def seed(state: Path, count: int) -> None:
     """Insert `count` active subscribers, all due, as fast as SQLite takes them."""
-    from sqlalchemy import insert
+    from seeding import all_due
+    from seeding import seed as seed_rows
 
-    from guide.records import email_hash
-    from guide.schema import subscribers
     from guide.store import Store
 
     store = await Store.open("", sqlite_path=state / "guide.sqlite3")
-    chunk = 20_000
-    zones = ["Europe/Berlin", "America/New_York", "Asia/Kathmandu", "UTC"]
-    async with store.engine.begin() as conn:
-        for start in range(0, count, chunk):
-            rows = []
-            for i in range(start, min(start + chunk, count)):
-                address = f"reader{i}@example.org"
-                rows.append(
-                    {
-                        "sequence_id": "no-contact",
-                        "email": address,
-                        "email_hash": email_hash(address),
-                        "name": "Sam" if i % 3 else "",
-                        "timezone": zones[i % 4],
-                        "send_time": "08:00",
-                        "status": "active",
-                        "discreet": i % 5 == 0,
-                        "next_due_at": NOW - timedelta(minutes=i % 60),
-                        "created_at": NOW,
-                        "confirmed_at": NOW,
-                        "updated_at": NOW,
-                    }
-                )
-            await conn.execute(insert(subscribers), rows)
+    await seed_rows(store.engine, count, NOW, all_due(NOW))
     await store.close()
 
 

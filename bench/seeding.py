@@ -29,12 +29,14 @@ def all_due(now: datetime) -> Shape:
     return lambda i: ("active", now - timedelta(minutes=i % 60))
 
 
-def rows(count: int, now: datetime, shape: Shape) -> Iterator[list[dict[str, Any]]]:
-    """Subscriber rows in chunks of CHUNK, shaped by `shape`."""
+def rows(
+    count: int, now: datetime, shape: Shape, prefix: str = "reader"
+) -> Iterator[list[dict[str, Any]]]:
+    """Subscriber rows in chunks of CHUNK, shaped by `shape`, addressed `{prefix}{i}@...`."""
     for start in range(0, count, CHUNK):
         chunk = []
         for i in range(start, min(start + CHUNK, count)):
-            address = f"reader{i}@example.org"
+            address = f"{prefix}{i}@example.org"
             status, due = shape(i)
             chunk.append(
                 {
@@ -55,9 +57,11 @@ def rows(count: int, now: datetime, shape: Shape) -> Iterator[list[dict[str, Any
         yield chunk
 
 
-async def seed(engine: AsyncEngine, count: int, now: datetime, shape: Shape) -> None:
+async def seed(
+    engine: AsyncEngine, count: int, now: datetime, shape: Shape, prefix: str = "reader"
+) -> None:
     """Insert `count` subscribers shaped by `shape`, then refresh the planner's statistics."""
-    for chunk in rows(count, now, shape):
+    for chunk in rows(count, now, shape, prefix):
         async with engine.begin() as conn:
             await conn.execute(insert(subscribers), chunk)
     await analyze(engine)

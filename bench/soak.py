@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,40 +52,17 @@ def web_config(config: Any, port: int) -> Any:
 
 async def seed(state: Path, due: int, pages: int) -> dict[str, int]:
     """`due` subscribers due between WARM and NOW, then `pages` not due (the pages' readers)."""
-    from sqlalchemy import func, insert, select
+    from seeding import seed as seed_rows
+    from sqlalchemy import func, select
 
-    from guide.records import email_hash
     from guide.schema import subscribers
     from guide.store import Store
 
     store = await Store.open("", sqlite_path=state / "guide.sqlite3")
-    zones = ["Europe/Berlin", "America/New_York", "Asia/Kathmandu", "UTC"]
-
-    def row(i: int, prefix: str, next_due: datetime) -> dict[str, Any]:
-        address = f"{prefix}{i}@example.org"
-        return {
-            "sequence_id": "no-contact",
-            "email": address,
-            "email_hash": email_hash(address),
-            "name": "Sam" if i % 3 else "",
-            "timezone": zones[i % 4],
-            "send_time": "08:00",
-            "status": "active",
-            "discreet": i % 5 == 0,
-            "next_due_at": next_due,
-            "created_at": NOW,
-            "confirmed_at": NOW,
-            "updated_at": NOW,
-        }
-
-    async with store.engine.begin() as conn:
-        for start in range(0, due, 20_000):
-            end = min(start + 20_000, due)
-            rows = [row(i, "reader", NOW - timedelta(seconds=i % 50)) for i in range(start, end)]
-            await conn.execute(insert(subscribers), rows)
-        await conn.execute(
-            insert(subscribers), [row(i, "page", NOW + timedelta(days=1)) for i in range(pages)]
-        )
+    engine = store.engine
+    await seed_rows(engine, due, NOW, lambda i: ("active", NOW - timedelta(seconds=i % 50)))
+    await seed_rows(engine, pages, NOW, lambda i: ("active", NOW + timedelta(days=1)), "page")
+    async with engine.connect() as conn:
         first = (
             await conn.execute(
                 select(func.min(subscribers.c.id)).where(subscribers.c.email.like("page%"))

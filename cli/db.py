@@ -6,7 +6,7 @@ import click
 
 from cli.context import pass_config, with_parts
 from guide.config import Config
-from guide.redact import redact_url
+from guide.redact import redact
 from wiring import Parts
 
 
@@ -26,6 +26,6 @@ async def upgraded(parts: Parts) -> int:
     """Say where the database is; building the parts already applied every migration."""
     url = parts.config.database_url
     # The URL carries the password in memory ($DRG_DATABASE_PASSWORD): never print it.
-    where = redact_url(url) if url else parts.config.sqlite_path
+    where = redact(url) if url else parts.config.sqlite_path
     click.echo(f"database at {where} is at the latest schema")
     return 0

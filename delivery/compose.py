@@ -91,18 +91,27 @@ class Composer:
     # -- the kinds of email --------------------------------------------------------------------
 
     def lesson(
-        self, subscriber: Subscriber, sequence: Sequence, lesson: Lesson, now: datetime
+        self,
+        subscriber: Subscriber,
+        sequence: Sequence,
+        lesson: Lesson,
+        now: datetime,
+        *,
+        message_id: str = "",
     ) -> Composed:
-        """One lesson for one subscriber."""
+        """One lesson for one subscriber (`message_id`: self.message_id's, if already known)."""
         prepared = self.factory.prepare_lesson(sequence, lesson)
-        message_id = self.message_id(subscriber, lesson.id)
+        message_id = message_id or self.message_id(subscriber, lesson.id)
         links = self.links(subscriber.id, now, message_id=message_id, lesson_id=lesson.id)
         return self._compose(prepared, _recipient(subscriber), links, now)
 
-    def closing(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:
+    def closing(
+        self, subscriber: Subscriber, sequence: Sequence, now: datetime, *, message_id: str = ""
+    ) -> Composed:
         """The short goodbye sent the day after the last lesson."""
         prepared = self.factory.prepare_closing(sequence)
-        links = self.links(subscriber.id, now, message_id=self.message_id(subscriber, CLOSING_ID))
+        message_id = message_id or self.message_id(subscriber, CLOSING_ID)
+        links = self.links(subscriber.id, now, message_id=message_id)
         return self._compose(prepared, _recipient(subscriber), links, now)
 
     def confirmation(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:

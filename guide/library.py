@@ -43,6 +43,13 @@ class LessonLibrary:
         self.error = None
         return self._sequences
 
+    def verify_with(self, verify: Verify) -> None:
+        """Check the loaded sequences with `verify`, and every reload from now on too."""
+        self.verify = verify
+        problems = verify(self._sequences)
+        if problems:
+            raise LessonError(problems)
+
     def _load(self) -> dict[str, Sequence]:
         """The files' sequences once they pass every check, `verify` too; else LessonError."""
         sequences = load_library(self.root)

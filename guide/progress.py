@@ -61,25 +61,25 @@ class Step:
         return self.lesson_id == CLOSING_ID
 
 
+def next_lesson(sequence: Sequence, recorded: Seq[str]) -> str | None:
+    """The id of the lesson `sequence` gives next after `recorded`, or None when it is done."""
+    return choose_next(sequence.order, recorded, sequence.positions, sequence.catch_up)
+
+
 def next_step(sequence: Sequence, recorded: Seq[str], *, closing_email: bool) -> Step:
     """The one rule for what comes next, used by dispatch, dry runs and the pages alike."""
-    order = sequence.order
-    lesson_id = choose_next(order, recorded, sequence.positions, sequence.catch_up)
+    lesson_id = next_lesson(sequence, recorded)
     if lesson_id is None:
         send = closing_email and CLOSING_ID not in recorded
         return Step(CLOSING_ID, send=send, final=True)
     # Without a closing email, the last lesson itself completes the sequence.
-    final = (
-        not closing_email
-        and choose_next(order, [*recorded, lesson_id], sequence.positions, sequence.catch_up)
-        is None
-    )
+    final = not closing_email and next_lesson(sequence, [*recorded, lesson_id]) is None
     return Step(lesson_id, send=True, final=final)
 
 
 def finished(sequence: Sequence, recorded: Seq[str]) -> bool:
     """Whether every lesson in the current order has been sent or skipped."""
-    return choose_next(sequence.order, recorded, sequence.positions, sequence.catch_up) is None
+    return next_lesson(sequence, recorded) is None
 
 
 def lessons_sent(recorded: Seq[str]) -> int:

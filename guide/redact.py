@@ -19,13 +19,11 @@ _KEYWORD_PASSWORD = re.compile(
 MIN_SECRET_LENGTH = 4
 
 
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by ***, e.g. postgresql+asyncpg://guide:***@db/guide."""
-    return redact(url)
-
-
 def redact(text: str, secrets: Iterable[str | bytes] = ()) -> str:
-    """`text` with URL and DSN passwords, and every value in `secrets`, replaced by ***."""
+    """`text` with URL and DSN passwords, and every value in `secrets`, replaced by ***.
+
+    postgresql+asyncpg://guide:secret@db/guide becomes postgresql+asyncpg://guide:***@db/guide.
+    """
     text = _URL_PASSWORD.sub(_hide, text)
     text = _KEYWORD_PASSWORD.sub(_hide, text)
     for secret in _values(secrets):

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from guide.database_errors import open_failure
 from guide.dispatch_queries import DispatchQueries, insert_ignore
 from guide.imports import ImportQueries, subscriber_row
-from guide.private import private_folder
+from guide.private import private_file, private_folder
 from guide.records import (
     NewSubscriber,
     Subscriber,
@@ -339,7 +339,7 @@ def _create_private(path: Path) -> None:
     # The database holds addresses of people at risk: only the service user may read it.
     private_folder(path.parent, "state_dir")
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)  # also tighten a file an older version or a person created
+    private_file(path, "state_dir")  # also tighten a file an older version or a person created
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

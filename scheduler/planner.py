@@ -45,10 +45,11 @@ def plan(
     step = next_step(sequence, recorded, closing_email=closing_email)
     if not step.send:
         return Job(subscriber, step.lesson_id, sequence=sequence, final=True)
+    # Known now (it is derived, never random), so the send does not derive it a second time.
+    message_id = composer.message_id(subscriber, step.lesson_id)
     if step.closing:
-        build = partial(composer.closing, subscriber, sequence)
+        build = partial(composer.closing, subscriber, sequence, message_id=message_id)
     else:
         lesson = sequence.lessons[sequence.positions[step.lesson_id]]
-        build = partial(composer.lesson, subscriber, sequence, lesson)
-    message_id = composer.message_id(subscriber, step.lesson_id)
+        build = partial(composer.lesson, subscriber, sequence, lesson, message_id=message_id)
     return Job(subscriber, step.lesson_id, message_id, build, sequence, step.final)

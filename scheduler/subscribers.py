@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from guide.errors import LifecycleError
 from guide.lessons import Sequence
-from guide.progress import CLOSING_ID, choose_next, finished
+from guide.progress import CLOSING_ID, finished, next_lesson
 from guide.records import NewSubscriber, Subscriber
 from guide.store import Store
 from scheduler.schedule import next_send_time, parse_send_time
@@ -207,7 +207,7 @@ async def skip(
     if sequence is None:
         raise LifecycleError(f"sequence {subscriber.sequence_id!r} is not in the lesson library")
     recorded = (await store.progress([subscriber.id]))[subscriber.id]
-    lesson_id = choose_next([x.id for x in sequence.lessons], recorded)
+    lesson_id = next_lesson(sequence, recorded)
     if lesson_id is None:
         raise LifecycleError("there is no lesson left to skip")
     await store.skip(subscriber, lesson_id, now)

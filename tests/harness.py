@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import os
 import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -113,3 +114,13 @@ def by_recipient(messages: list[tuple[str, bytes]]) -> dict[str, list[bytes]]:
     for recipient, data in messages:
         grouped[recipient].append(data)
     return grouped
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of the test run without any secret of ours, plus `extra`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DRG_") and key != "CREDENTIALS_DIRECTORY"
+    }
+    return env | {"PYTHONDONTWRITEBYTECODE": "1"} | extra

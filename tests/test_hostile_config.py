@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cli.main import main
-from tests.harness import LESSONS, LINK_SECRET, REPO
+from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
 from tests.statecheck import unchanged
 
 HOW = "make one with `openssl rand -base64 32`"
@@ -30,16 +30,6 @@ TOO_SHORT = (
 )
 NOT_PEM = "the DKIM key is not a PEM RSA private key (-----BEGIN PRIVATE KEY-----)"
 BASE_CONFIG = f"state_dir: state\nlessons:\n  dir: {LESSONS}\n"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of the test run without any secret of ours, plus `extra`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("DRG_") and key != "CREDENTIALS_DIRECTORY"
-    }
-    return env | {"PYTHONDONTWRITEBYTECODE": "1"} | extra
 
 
 @dataclass(frozen=True)

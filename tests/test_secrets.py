@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -26,23 +25,13 @@ from sqlalchemy.engine import make_url
 
 from cli.logs import BadRequestFilter, RedactingFilter
 from delivery.dkim import aligned
-from guide.redact import redact, redact_url
-from tests.harness import LESSONS, LINK_SECRET, REPO
+from guide.redact import redact
+from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
 from tests.statecheck import unchanged
 from tests.test_serve import free_port, wait_for_line
 
 SMTP_PASSWORD = "smtp-pw-Quiet7Harbor"
 PG = pytest.mark.postgres
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This run's environment with none of our variables, plus `extra`."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("DRG_") and key != "CREDENTIALS_DIRECTORY"
-    }
-    return env | {"PYTHONDONTWRITEBYTECODE": "1"} | extra
 
 
 def run(
@@ -106,7 +95,7 @@ def test_redaction_hides_given_secrets_and_each_line_of_a_key() -> None:
     text = f"key {LINK_SECRET} and a line hkiG9w0BAQEFAASC of the key"
     assert redact(text, [LINK_SECRET, pem.encode()]) == "key *** and a line *** of the key"
     assert (
-        redact_url("sqlite+aiosqlite:///state/guide.sqlite3")
+        redact("sqlite+aiosqlite:///state/guide.sqlite3")
         == "sqlite+aiosqlite:///state/guide.sqlite3"
     )
 
@@ -166,7 +155,7 @@ def test_dkim_alignment(signing: str, sender: str, expected: bool) -> None:
 def test_a_wrong_postgresql_password_is_one_line(tmp_path: Path, postgres_server_url: str) -> None:
     url, password = without_password(postgres_server_url)
     pg_config(tmp_path, url)
-    shown = redact_url(make_url(url).set(password="wrong-Password-9").render_as_string(False))
+    shown = redact(make_url(url).set(password="wrong-Password-9").render_as_string(False))
     with unchanged(tmp_path / "state"):
         done = run(
             tmp_path,
@@ -194,7 +183,7 @@ def test_an_unknown_postgresql_database_is_one_line(
     env = clean_env(DRG_LINK_SECRET=LINK_SECRET, DRG_DATABASE_PASSWORD=password)
     with unchanged(tmp_path / "state"):
         done = run(tmp_path, "status", env=env)
-    shown = redact_url(make_url(url).set(password=password).render_as_string(False))
+    shown = redact(make_url(url).set(password=password).render_as_string(False))
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         f'configuration error: database.url: cannot open {shown}: database "no_such_db" does '
@@ -241,7 +230,7 @@ def test_db_upgrade_shows_the_url_without_its_password(
     env = clean_env(DRG_LINK_SECRET=LINK_SECRET, DRG_DATABASE_PASSWORD=password)
     done = run(tmp_path, "db", "upgrade", env=env)
     assert done.returncode == 0, done.stderr
-    shown = redact_url(make_url(url).set(password=password).render_as_string(False))
+    shown = redact(make_url(url).set(password=password).render_as_string(False))
     assert ":***@" in shown
     assert done.stdout == f"database at {shown} is at the latest schema\n"
     assert password not in done.stdout + done.stderr
@@ -258,16 +247,8 @@ async def test_an_oversized_request_is_logged_in_one_line_without_its_content(
         f"state_dir: state\nlessons:\n  dir: {LESSONS}\nweb:\n  port: {port}\n"
         "dispatch:\n  interval_seconds: 3600\n"
     )
-    serve = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO / "run.py"),
-        "--config",
-        "config.yaml",
-        "serve",
-        cwd=tmp_path,
-        env=clean_env(DRG_LINK_SECRET=LINK_SECRET),
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
+    serve = await start_serve(
+        tmp_path, clean_env(DRG_LINK_SECRET=LINK_SECRET), stdout=asyncio.subprocess.DEVNULL
     )
     assert serve.stderr is not None
     seen: list[str] = []
@@ -391,9 +372,11 @@ def files_under(folder: Path) -> dict[str, str]:
     }
 
 
-async def serve_briefly(folder: Path, env: dict[str, str], port: int) -> str:
-    """Run serve until its pages answer, fetch /healthz, stop it; everything it logged."""
-    serve = await asyncio.create_subprocess_exec(
+async def start_serve(
+    folder: Path, env: dict[str, str], *, stdout: int
+) -> asyncio.subprocess.Process:
+    """`run.py serve` on folder/config.yaml, its stderr piped for the log lines."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         str(REPO / "run.py"),
         "--config",
@@ -402,8 +385,13 @@ async def serve_briefly(folder: Path, env: dict[str, str], port: int) -> str:
         cwd=folder,
         env=env,
         stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
     )
+
+
+async def serve_briefly(folder: Path, env: dict[str, str], port: int) -> str:
+    """Run serve until its pages answer, fetch /healthz, stop it; everything it logged."""
+    serve = await start_serve(folder, env, stdout=asyncio.subprocess.PIPE)
     assert serve.stderr is not None and serve.stdout is not None
     seen: list[str] = []
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from delivery.compose import Composer
 from delivery.dkim import DKIMSigner, aligned
+from delivery.lessoncheck import render_problems
 from delivery.message import MessageFactory
 from delivery.transports import MaildirTransport, MemoryTransport, SMTPTransport, Transport
 from delivery.transports.process import ProcessTransport
@@ -94,9 +95,12 @@ async def build(
         # A folder left 0755 (an old install, a hand-made one) is tightened before use.
         private_folder(config.state_dir, "state_dir")
     library = LessonLibrary(config.lessons_dir)
-    library.load()
+    library.load()  # a broken lesson file stops here, before anything is written to state_dir
     # Keys first: a weak link secret is a configuration error found before the database opens.
     composer = make_composer(config)
+    # What `lessons check` refuses (a lesson that cannot be composed, or too big to send), a
+    # running service refuses too: at start, and at a reload, which keeps the last good ones.
+    library.verify_with(lambda found: render_problems(composer, found, clock()))
     store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
     transport = transport or make_transport(config)
     if isinstance(transport, MaildirTransport):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from guide.lessons import Sequence, check_sequence
-from guide.progress import CLOSING_ID, choose_next, finished, next_step
+from guide.progress import CLOSING_ID, choose_next, finished, next_lesson, next_step
+from guide.records import NewSubscriber
+from guide.store import Store
+from scheduler import subscribers as life
 
 ORDER = ("a", "b", "c", "d", "e", "f")
+NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -156,3 +161,24 @@ def test_without_catch_up_nothing_changes(tmp_path: Path) -> None:
     sequence = load(folder)
     assert sequence.catch_up == ()
     assert next_step(sequence, ["alpha", "gamma"], closing_email=False).lesson_id == CLOSING_ID
+
+
+async def test_skip_takes_the_lesson_dispatch_would_send(tmp_path: Path) -> None:
+    # The lifecycle's skip and the dispatch pass follow one rule: a pending catch-up lesson
+    # is the next lesson, so it is the one skipped.
+    sequence = load(tmp_path / "demo")
+    store = await Store.open("", sqlite_path=tmp_path / "state" / "guide.sqlite3")
+    try:
+        sub, _ = await store.add(
+            NewSubscriber("c@example.org", "demo", "UTC", "09:00"),
+            status="active",
+            now=NOW,
+            next_due_at=NOW,
+            actor="test",
+        )
+        for had in ("alpha", "gamma"):
+            await store.skip(sub, had, NOW)
+        skipped = await life.skip(store, sub, {"demo": sequence}, now=NOW, actor="test")
+        assert skipped == next_lesson(sequence, ["alpha", "gamma"]) == "beta"
+    finally:
+        await store.close()

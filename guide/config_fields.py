@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationI
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from guide.text import is_email_address, is_one_line
+from guide.text import is_email_address, is_one_line, spells_address
 
 T = TypeVar("T")
 _DNS_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -98,6 +98,14 @@ def _one_line(value: str) -> str:
     return value
 
 
+def _display_name(value: str) -> str:
+    # The From display name: one that could spell an address would let a reader see mail from
+    # someone else (the rule subscriber names follow, guide.text.spells_address).
+    if not is_one_line(value) or spells_address(value):
+        raise ValueError("not a display name")
+    return value
+
+
 def _host_name(value: str) -> str:
     # Host names go into EHLO and connect calls: a line break would end the command early.
     if not is_one_line(value) or " " in value:
@@ -147,7 +155,13 @@ DNSName = Annotated[
 ]
 OneLine = Annotated[str, Strict(), AfterValidator(_one_line), Kind("one line of text")]
 Word = Annotated[OneLine, Field(max_length=TEXT_LIMIT)]
-Name = Annotated[OneLine, Field(max_length=NAME_LIMIT)]
+Name = Annotated[
+    str,
+    Strict(),
+    AfterValidator(_display_name),
+    Field(max_length=NAME_LIMIT),
+    Kind("one line of text without @, <, > or =? (a display name)"),
+]
 Subject = Annotated[OneLine, Field(max_length=SUBJECT_LIMIT)]
 Sentence = Annotated[OneLine, Field(max_length=SENTENCE_LIMIT)]
 RequiredLine = Annotated[OneLine, Field(min_length=1, max_length=RESOURCE_LIMIT)]

@@ -392,6 +392,16 @@ LINES: dict[str, tuple[str, str]] = {
         "sender:\n  name: " + "x" * 1_000_000 + "\n",
         "config.yaml:5: sender.name: must be at most 100 characters",
     ),
+    "sender-name-spells-an-address": (
+        'sender:\n  name: "=?utf-8?q?help=40bank.example?="\n',
+        "config.yaml:5: sender.name: must be one line of text without @, <, > or =? "
+        "(a display name)",
+    ),
+    "discreet-name-at": (
+        'sender:\n  discreet_name: "Notes <notes@bank.example>"\n',
+        "config.yaml:5: sender.discreet_name: must be one line of text without @, <, > or =? "
+        "(a display name)",
+    ),
     "discreet-subject": (
         "sender:\n  discreet_subject: " + "s" * 201 + "\n",
         "config.yaml:5: sender.discreet_subject: must be at most 200 characters",

@@ -187,6 +187,8 @@ class WebConfig:
     client_limit_per_hour: Annotated[Integer, Field(ge=1, le=100_000)] = 20
     address_limit_per_day: Annotated[Integer, Field(ge=1, le=100)] = 3
     trust_forwarded_for: Boolean = False
+    # For this audience privacy is the safer default: the sign-up form starts with it ticked.
+    discreet_default: Boolean = True
 
 
 @dataclass(frozen=True, config=_VALUES)

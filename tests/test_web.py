@@ -134,6 +134,15 @@ class Site:
             form["csrf"] = await self.csrf()
         return await self.client.post(path, data=form, allow_redirects=False)
 
+    async def confirm(self, path: str) -> ClientResponse:
+        """Open a confirmation link, then press the page's button, as a reader would."""
+        page = await self.client.get(path)
+        assert page.status == 200, await page.text()
+        match = CSRF_FIELD.search(await page.text())
+        if match is None:  # already confirmed: the page says so and has no button
+            return page
+        return await self.client.post(path, data={"csrf": match.group(1)}, allow_redirects=False)
+
     def outbox_for(self, address: str) -> list[EmailMessage]:
         return [parse(e.data) for e in self.transport.outbox if e.recipient == address]
 
@@ -579,7 +588,7 @@ async def test_a_second_sign_up_restarts_the_pending_period(site: Site) -> None:
     # The second email's link is two days old; the purge must not have removed its sign-up.
     cutoff = site.clock() - timedelta(days=pending_days)
     assert await site.parts.store.purge_pending(cutoff) == 0
-    resp = await site.client.get(link_path(part_text(second, "plain"), "confirm"))
+    resp = await site.confirm(link_path(part_text(second, "plain"), "confirm"))
     assert resp.status == 200
     [sub] = await site.everyone()
     assert sub.status == "active"
@@ -595,7 +604,7 @@ async def test_confirm_activates_once_and_links_to_manage(site: Site) -> None:
     site.clock.advance(timedelta(hours=2))
     confirmed_at = site.clock()
 
-    resp = await site.client.get(path)
+    resp = await site.confirm(path)
     assert resp.status == 200
     page = await page_of(resp)
     assert page.texts("h1") == ["You're subscribed"]
@@ -622,6 +631,66 @@ async def test_confirm_activates_once_and_links_to_manage(site: Site) -> None:
     assert again.status == 200
     assert await site.get_subscriber(sub.id) == sub  # nothing changed, not even updated_at
     assert len(site.transport.outbox) == 1  # and nothing more was sent
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_opening_the_confirm_link_changes_nothing(site: Site, method: str) -> None:
+    # Mail security scanners fetch every link: a sign-up someone else made for this address
+    # must not start because the reader's mail gateway opened the email.
+    await site.sign_up("ana@example.org", {"discreet": "yes", "send_time": "06:45"})
+    path = link_path(part_text(site.outbox_for("ana@example.org")[0], "plain"), "confirm")
+    before = await site.everyone()
+    for _ in range(3):
+        site.clock.advance(timedelta(minutes=5))
+        resp = await site.client.request(method, path, allow_redirects=False)
+        assert resp.status == 200
+    assert await site.everyone() == before
+    assert len(site.transport.outbox) == 1
+
+    page = await page_of(await site.client.get(path))
+    assert page.forms() == {path: "post"}
+    assert page.texts("h1") == ["Confirm your daily emails"]
+    # The reader sees what the form-filler chose before saying yes to it.
+    text = " ".join(page.texts("p"))
+    assert "06:45 (Europe/Berlin time)" in text
+    assert "Discreet mode is on" in text
+    assert await site.everyone() == before
+
+
+async def test_confirm_needs_this_browsers_csrf_token(site: Site) -> None:
+    await site.sign_up("ana@example.org")
+    path = link_path(part_text(site.outbox_for("ana@example.org")[0], "plain"), "confirm")
+    before = await site.everyone()
+    for form in ({}, {"csrf": "x" * 43}):
+        resp = await site.client.post(path, data=form, allow_redirects=False)
+        assert resp.status == 403
+        assert "Please try again" in await resp.text()
+    # Without the cookie (a form on another site) even a real token is refused.
+    token = await site.csrf()
+    site.client.session.cookie_jar.clear()
+    resp = await site.client.post(path, data={"csrf": token}, allow_redirects=False)
+    assert resp.status == 403
+    assert await site.everyone() == before
+    resp = await site.confirm(path)
+    assert resp.status == 200
+    assert [s.status for s in await site.everyone()] == ["active"]
+
+
+async def test_sign_up_form_starts_discreet_unless_the_operator_says_otherwise(
+    make_site: SiteFactory,
+) -> None:
+    def ticked(page: Page) -> bool:
+        [box] = [a for a in page.all("input") if a.get("name") == "discreet"]
+        return "checked" in box
+
+    default = await make_site()
+    assert ticked(await page_of(await default.client.get("/subscribe")))
+    # The box's state is what gets stored: a default form, posted as it is, is discreet.
+    await default.sign_up("ana@example.org", {"discreet": "yes"})
+    assert [s.discreet for s in await default.everyone()] == [True]
+
+    loud = await make_site(discreet_default=False)
+    assert not ticked(await page_of(await loud.client.get("/subscribe")))
 
 
 async def test_confirm_link_expires_after_pending_days(site: Site) -> None:
@@ -659,7 +728,7 @@ async def test_confirm_after_unsubscribing_does_not_resubscribe(site: Site) -> N
     await site.sign_up("ana@example.org")
     path = link_path(part_text(site.outbox_for("ana@example.org")[0], "plain"), "confirm")
     [sub] = await site.everyone()
-    assert (await site.client.get(path)).status == 200
+    assert (await site.confirm(path)).status == 200
     unsubscribe = await site.client.post(
         f"/unsubscribe/{site.token('unsubscribe', sub.id)}", data={"List-Unsubscribe": "One-Click"}
     )
@@ -888,7 +957,7 @@ async def test_sign_up_for_the_second_sequence_gets_its_lessons(site: Site) -> N
     [sub] = await site.everyone()
     assert (sub.sequence_id, sub.status) == (OTHER, "pending")
     path = link_path(part_text(site.outbox_for("ana@example.org")[0], "plain"), "confirm")
-    assert (await site.client.get(path)).status == 200
+    assert (await site.confirm(path)).status == 200
     other = site.parts.library.current()[OTHER]
     first = await site.due_lesson(sub)
     assert f"Day 1 of {len(other)}" in part_text(first, "plain")
@@ -1247,6 +1316,7 @@ class Route:
 
 ROUTES = [
     Route("GET", "/confirm/{}", "confirm"),
+    Route("POST", "/confirm/{}", "confirm"),
     Route("GET", "/manage/{}", "manage"),
     Route("POST", "/manage/{}/pause", "manage"),
     Route("POST", "/manage/{}/resume", "manage"),

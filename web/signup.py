@@ -35,7 +35,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/subscribe")
 
 
-def _form_values(form: Any | None = None) -> dict[str, Any]:
+def _form_values(form: Any | None = None, *, discreet: bool = True) -> dict[str, Any]:
+    """The form's fields: posted, or the blank form's (`discreet`: its starting state)."""
     if form is None:
         return {
             "email": "",
@@ -43,7 +44,7 @@ def _form_values(form: Any | None = None) -> dict[str, Any]:
             "timezone": "UTC",
             "browser_timezone": "",
             "send_time": "08:00",
-            "discreet": False,
+            "discreet": discreet,
             "sequence": "",
         }
     timezone = str(form.get("timezone", "UTC"))
@@ -81,7 +82,8 @@ def _subscribe_page(
 
 async def subscribe_form(request: web.Request) -> web.StreamResponse:
     """The sign-up form."""
-    return _subscribe_page(request, _form_values(), {})
+    discreet = context_of(request).config.web.discreet_default
+    return _subscribe_page(request, _form_values(discreet=discreet), {})
 
 
 def client_address(request: web.Request) -> str:
@@ -158,7 +160,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         request,
         "Check your inbox",
         "If this address can receive our emails, a message asking you to confirm is on its "
-        "way. Nothing else will be sent until you click the link in it.",
+        "way. Nothing else will be sent until you confirm with the link in it.",
         "It may take a few minutes. If you don't see it, look in your spam or junk folder.",
     )
 
@@ -178,22 +180,70 @@ async def _send_confirmation(context: WebContext, sub: Subscriber) -> None:
         log.exception("confirmation email for subscriber %d failed", sub.id)
 
 
-async def confirm(request: web.Request) -> web.StreamResponse:
-    """Double opt-in: activate; the first lesson goes at the next send time."""
-    context = context_of(request)
-    lifetime = timedelta(days=context.config.web.pending_days)
+async def _pending_from_link(request: web.Request) -> Subscriber:
+    """The subscriber a confirmation link points at; TokenError once it can no longer confirm."""
+    lifetime = timedelta(days=context_of(request).config.web.pending_days)
     sub = await subscriber_from_link(request, "confirm", lifetime=lifetime)
-    now = context.clock()
-    if sub.status == "pending":
-        sub = await life.confirm(context.store, sub, now=now, actor="web")
-    elif sub.status not in ("active", "paused"):
+    if sub.status not in ("pending", "active", "paused"):
         raise TokenError(expired=True)
-    manage = context.composer.manage_url(sub.id, now)
+    return sub
+
+
+def _settings_line(sub: Subscriber, sender_name: str) -> str:
+    """The chosen time and mode in one line, so a reader sees what the form-filler chose."""
+    zone = sub.timezone.replace("_", " ")
+    mode = (
+        f"Discreet mode is on: the sender shows as “{sender_name}” and subject lines say nothing "
+        "about the topic."
+        if sub.discreet
+        else "Discreet mode is off: the sender's name and subject lines say what the emails are "
+        "about."
+    )
+    return f"One email a day at {sub.send_time} ({zone} time). {mode}"
+
+
+async def confirm_page(request: web.Request) -> web.StreamResponse:
+    """GET (and HEAD) show a button and change nothing: mail security scanners open links."""
+    context = context_of(request)
+    sub = await _pending_from_link(request)
+    if sub.status != "pending":
+        return _confirmed(request, sub)
+    return context.render(
+        request,
+        "confirm.html",
+        action=request.path,
+        settings=_settings_line(sub, context.config.sender.discreet_name),
+        pending_days=context.config.web.pending_days,
+    )
+
+
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """Double opt-in, on the button press: activate; the first lesson goes at the next send time."""
+    context = context_of(request)
+    if not await check_csrf(request):
+        return context.message(
+            request,
+            "Please try again",
+            "This page was open for too long or came from another site. Open the link in the "
+            "email again and press the button.",
+            status=403,
+        )
+    sub = await _pending_from_link(request)
+    if sub.status == "pending":
+        sub = await life.confirm(context.store, sub, now=context.clock(), actor="web")
+    return _confirmed(request, sub)
+
+
+def _confirmed(request: web.Request, sub: Subscriber) -> web.Response:
+    context = context_of(request)
+    manage = context.composer.manage_url(sub.id, context.clock())
     first = local_time_text(sub.next_due_at, sub.timezone) if sub.next_due_at else None
     return context.message(
         request,
         "You're subscribed",
         f"Your first email arrives {first}." if first else "Your subscription is confirmed.",
+        _settings_line(sub, context.config.sender.discreet_name)
+        + " You can change this on the manage page.",
         "Every email has links to pause, change the time or stop. You can also keep this page's "
         "link to manage your emails.",
         link={"url": manage, "label": "Manage my emails"},

@@ -66,7 +66,8 @@ class Composer:
         signer = self.signer
         online = ""
         if lesson_id and lesson_id != CLOSING_ID:
-            online = signer.url("lesson", "lesson", [who, lesson_id], now)
+            # A keyed ref, not the lesson id: the URL lands in browser history (guide/tokens.py).
+            online = signer.url("lesson", "lesson", [who, signer.lesson_ref(lesson_id)], now)
         return Personal(
             message_id=message_id,
             unsubscribe_url=signer.url("unsubscribe", "unsubscribe", who, now),

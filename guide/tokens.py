@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -24,6 +25,8 @@ from guide.private import private_folder, read_secret
 PURPOSES = ("unsubscribe", "manage", "confirm", "lesson", "export", "erase")
 # One encoder for every token: json.dumps() with options builds a new one per call.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+# Refs kept per signer: far more than any library's lesson ids, a bound if edits churn them.
+_LESSON_REFS_MAX = 4096
 
 
 class _ClockedSigner(TimestampSigner):
@@ -55,6 +58,7 @@ class LinkSigner:
     public_url: str
     lifetime: timedelta
     _signers: dict[str, _ClockedSigner] = field(default_factory=dict, compare=False, repr=False)
+    _lesson_refs: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def _signer(self, purpose: str, now: datetime) -> _ClockedSigner:
         signer = self._signers.get(purpose)
@@ -99,6 +103,35 @@ class LinkSigner:
     def url(self, path: str, purpose: str, payload: Any, now: datetime) -> str:
         """The public URL `{public_url}/{path}/{token}`."""
         return f"{self.public_url}/{path}/{self.token(purpose, payload, now)}"
+
+    def lesson_ref(self, lesson_id: str) -> str:
+        """An opaque stand-in for `lesson_id` in a read-online link: keyed, so it names nothing.
+
+        A token's payload is only base64, readable in the URL bar and in browser history; a
+        lesson id such as "smear-campaigns" there would say what the emails are about.
+        """
+        ref = self._lesson_refs.get(lesson_id)
+        if ref is None:
+            # Lesson ids are few, so each is keyed once; every lesson email carries one.
+            if len(self._lesson_refs) >= _LESSON_REFS_MAX:
+                self._lesson_refs.clear()
+            mac = self._lesson_ref_key.copy()
+            mac.update(lesson_id.encode("utf-8"))
+            # 72 bits: a collision within one sequence's few dozen lessons is out of reach.
+            ref = base64_encode(mac.digest()[:9]).decode("ascii")
+            self._lesson_refs[lesson_id] = ref
+        return ref
+
+    def find_lesson(self, ref: str, lesson_ids: Iterable[str]) -> str | None:
+        """The one of `lesson_ids` whose lesson_ref() is `ref`, or None."""
+        # Called once per page view, over one sequence's lessons, each ref already cached.
+        return next((id_ for id_ in lesson_ids if self.lesson_ref(id_) == ref), None)
+
+    @cached_property
+    def _lesson_ref_key(self) -> hmac.HMAC:
+        # A key of its own, derived from the secret: a ref is never a Message-ID's digest.
+        key = hmac.new(self.secret.encode(), b"drg.lesson-ref", hashlib.sha256).digest()
+        return hmac.new(key, digestmod=hashlib.sha256)
 
     def message_id(self, domain: str, *parts: object) -> str:
         """A stable Message-ID for `parts` that reveals nothing about them."""

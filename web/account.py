@@ -204,9 +204,14 @@ async def lesson(request: web.Request) -> web.StreamResponse:
     sub, payload = await load_link(request, "lesson")
     if not isinstance(payload, list) or len(payload) != 2:
         raise TokenError(expired=False)
-    lesson_id = str(payload[1])
+    ref = str(payload[1])
     sequence = context.sequences().get(sub.sequence_id)
-    position = sequence.positions.get(lesson_id) if sequence else None
+    position = None
+    if sequence is not None:
+        lesson_id = context.signer.find_lesson(ref, sequence.positions)
+        # Links sent before 2026-12-02 carry the lesson id itself; they keep working until
+        # they expire (links.lifetime_days), and then this fallback can go.
+        position = sequence.positions.get(lesson_id or ref)
     if sequence is None or position is None or sub.status in ("erased", "pending"):
         raise TokenError(expired=True)
     # The public URL, as in the email: behind a proxy request.url is the internal one.

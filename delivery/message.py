@@ -208,6 +208,7 @@ class MessageFactory:
                 "total_days": len(sequence),
                 "discreet_subject": discreet_subject,
                 "online_url": "",  # nothing to read online for this one
+                "manage_url": "",  # and nothing left to pause: the stop link stays
             }
             subjects = (f"Thank you for these {len(sequence)} days", discreet_subject)
             return self._prepare(key, "closing", context, subjects, sequence)
@@ -256,7 +257,9 @@ class MessageFactory:
             (False, subjects[0], sender.name),
             (True, subjects[1], sender.discreet_name),
         ):
-            values = {**context, "discreet": discreet, "title": subject}
+            # The page title is the neutral site name in both modes: read online, the page
+            # lands in browser history, where a lesson's subject would name the topic.
+            values = {**context, "discreet": discreet, "title": sender.discreet_name}
             values["preheader"] = subject if discreet else ""
             text = self.env.get_template(f"{template}.txt").render(values)
             page = self.env.get_template(f"{template}.html").render(values)

@@ -178,6 +178,7 @@ def phase_naive(port: int, count: int) -> dict[str, Any]:
         autoescape=select_autoescape(["html"]),
     )
     footer = config.footer
+    crisis = footer.crisis_footers().footer("US", False)
     started = time.perf_counter()
     for i in range(count):
         lesson = sequence.lessons[i % len(sequence)]
@@ -195,8 +196,7 @@ def phase_naive(port: int, count: int) -> dict[str, Any]:
             "manage_url": "http://x/m",
             "unsubscribe_url": "http://x/u",
             "online_url": "",
-            "crisis_resources": footer.crisis_resources,
-            "emergency": footer.emergency,
+            "crisis": crisis,
             "disclaimer": footer.disclaimer,
             "day": 1,
             "total_days": 30,

@@ -101,7 +101,7 @@ class Composer:
         message_id: str = "",
     ) -> Composed:
         """One lesson for one subscriber (`message_id`: self.message_id's, if already known)."""
-        prepared = self.factory.prepare_lesson(sequence, lesson)
+        prepared = self.factory.prepare_lesson(sequence, lesson, subscriber.country)
         message_id = message_id or self.message_id(subscriber, lesson.id)
         links = self.links(subscriber.id, now, message_id=message_id, lesson_id=lesson.id)
         return self._compose(prepared, _recipient(subscriber), links, now)
@@ -110,14 +110,16 @@ class Composer:
         self, subscriber: Subscriber, sequence: Sequence, now: datetime, *, message_id: str = ""
     ) -> Composed:
         """The short goodbye sent the day after the last lesson."""
-        prepared = self.factory.prepare_closing(sequence)
+        prepared = self.factory.prepare_closing(sequence, subscriber.country)
         message_id = message_id or self.message_id(subscriber, CLOSING_ID)
         links = self.links(subscriber.id, now, message_id=message_id)
         return self._compose(prepared, _recipient(subscriber), links, now)
 
     def confirmation(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:
         """The double opt-in email; always discreet, with no manage link before consent."""
-        prepared = self.factory.prepare_confirm(sequence, self.config.web.pending_days)
+        prepared = self.factory.prepare_confirm(
+            sequence, self.config.web.pending_days, subscriber.country
+        )
         links = Personal(
             message_id=self._random_id(),
             unsubscribe_url=self.signer.url("unsubscribe", "unsubscribe", subscriber.id, now),
@@ -147,7 +149,7 @@ class Composer:
         online_url: str,
     ) -> Readable:
         """A lesson exactly as this subscriber's email shows it, for reading in a browser."""
-        prepared = self.factory.prepare_lesson(sequence, lesson)
+        prepared = self.factory.prepare_lesson(sequence, lesson, subscriber.country)
         links = dataclasses.replace(self.links(subscriber.id, now), online_url=online_url)
         return self._readable(prepared, _recipient(subscriber), links)
 

@@ -125,15 +125,17 @@ class MessageFactory:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.footers = config.footer.crisis_footers()
+        # A message is prepared per lesson and country (footers differ); bound the cache by
+        # that, so a normal set of lessons never clears it and renders again on every pass.
+        self._cache_limit = 512 * (len(self.footers.countries) + 1)
         self._cache: dict[str, PreparedMessage] = {}
         self._date: tuple[datetime, bytes] | None = None
-        self._by_identity: dict[tuple[int, int], tuple[Sequence, Lesson, PreparedMessage]] = {}
+        self._by_identity: dict[tuple[int, int, str], tuple[Sequence, Lesson, PreparedMessage]] = {}
 
     def _footer_context(self) -> dict[str, Any]:
         footer = self.config.footer
         return {
-            "crisis_resources": footer.crisis_resources,
-            "emergency": footer.emergency,
             "disclaimer": footer.disclaimer,
             **{name: _marker(name) for name in PERSONAL},
         }
@@ -145,17 +147,24 @@ class MessageFactory:
         key = hashlib.sha256(repr(key_parts).encode()).hexdigest()
         cached = self._cache.get(key)
         if cached is None:
-            if len(self._cache) > 512:  # content changes rarely; bound memory if it churns
+            if len(self._cache) > self._cache_limit:  # content changes rarely; bound memory
                 self._cache.clear()
                 self._by_identity.clear()
             cached = self._cache[key] = make(key)
         return cached
 
-    def prepare_lesson(self, sequence: Sequence, lesson: Lesson) -> PreparedMessage:
-        """Render `lesson` once; cached by its content, so an edited lesson is rendered anew."""
+    def prepare_lesson(
+        self, sequence: Sequence, lesson: Lesson, country: str = ""
+    ) -> PreparedMessage:
+        """Render `lesson` once per footer country; cached by content, so an edit renders anew.
+
+        `country` is the reader's choice (Subscriber.country); readers whose choices give
+        the same help lines share one prepared message.
+        """
+        code = self.footers.resolve(country)
         # Loaded sequences are immutable and replaced whole on reload, so identity is a sound
         # fast key; the content key below still catches identical text across reloads.
-        fast = self._by_identity.get((id(sequence), id(lesson)))
+        fast = self._by_identity.get((id(sequence), id(lesson), code))
         if fast is not None and fast[0] is sequence and fast[1] is lesson:
             return fast[2]
         day = sequence.day_of(lesson.id) or 0
@@ -187,18 +196,19 @@ class MessageFactory:
                 "discreet_subject": discreet_subject,
             }
             return self._prepare(
-                key, "lesson", context, (lesson.subject, discreet_subject), sequence
+                key, "lesson", context, (lesson.subject, discreet_subject), sequence, code
             )
 
         # Everything the rendering reads is in the key, so editing sequence.yaml renders anew.
         prepared = self._cached(
-            (sequence.id, sequence.title, phase_title, len(sequence), day, lesson), make
+            (sequence.id, sequence.title, phase_title, len(sequence), day, lesson, code), make
         )
-        self._by_identity[(id(sequence), id(lesson))] = (sequence, lesson, prepared)
+        self._by_identity[(id(sequence), id(lesson), code)] = (sequence, lesson, prepared)
         return prepared
 
-    def prepare_closing(self, sequence: Sequence) -> PreparedMessage:
+    def prepare_closing(self, sequence: Sequence, country: str = "") -> PreparedMessage:
         """The one short email sent the day after the last lesson."""
+        code = self.footers.resolve(country)
         discreet_subject = self.config.sender.discreet_subject
 
         def make(key: str) -> PreparedMessage:
@@ -211,12 +221,15 @@ class MessageFactory:
                 "manage_url": "",  # and nothing left to pause: the stop link stays
             }
             subjects = (f"Thank you for these {len(sequence)} days", discreet_subject)
-            return self._prepare(key, "closing", context, subjects, sequence)
+            return self._prepare(key, "closing", context, subjects, sequence, code)
 
-        return self._cached(("closing", sequence.id, sequence.title, len(sequence)), make)
+        return self._cached(("closing", sequence.id, sequence.title, len(sequence), code), make)
 
-    def prepare_confirm(self, sequence: Sequence, pending_days: int) -> PreparedMessage:
+    def prepare_confirm(
+        self, sequence: Sequence, pending_days: int, country: str = ""
+    ) -> PreparedMessage:
         """The double opt-in email; its link is the personal `action_url`."""
+        code = self.footers.resolve(country)
         sender = self.config.sender
 
         def make(key: str) -> PreparedMessage:
@@ -233,10 +246,10 @@ class MessageFactory:
                 f"Please confirm: {sequence.title}",
                 f"Please confirm: {sender.discreet_name}",
             )
-            return self._prepare(key, "confirm", context, subjects, sequence)
+            return self._prepare(key, "confirm", context, subjects, sequence, code)
 
         return self._cached(
-            ("confirm", sequence.id, sequence.title, len(sequence), pending_days), make
+            ("confirm", sequence.id, sequence.title, len(sequence), pending_days, code), make
         )
 
     def _prepare(
@@ -246,7 +259,9 @@ class MessageFactory:
         context: dict[str, Any],
         subjects: tuple[str, str],
         sequence: Sequence,
+        country: str,
     ) -> PreparedMessage:
+        """Both variants; `country`: a code from footers.resolve, whose lines the footer shows."""
         sender = self.config.sender
         boundary = f"=_drg_{key[:24]}"  # '=_' never occurs in quoted-printable output
         # In discreet mode the list's display name is the neutral sender name too, and its id
@@ -260,6 +275,8 @@ class MessageFactory:
             # The page title is the neutral site name in both modes: read online, the page
             # lands in browser history, where a lesson's subject would name the topic.
             values = {**context, "discreet": discreet, "title": sender.discreet_name}
+            # Discreet mode names every line neutrally ("24-hour support line").
+            values["crisis"] = self.footers.resolved(country, discreet)
             values["preheader"] = subject if discreet else ""
             text = self.env.get_template(f"{template}.txt").render(values)
             page = self.env.get_template(f"{template}.html").render(values)

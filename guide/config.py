@@ -13,7 +13,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.dataclasses import dataclass
 
 from guide.config_fields import (
-    RESOURCES_LIMIT,
     URL_LIMIT,
     Boolean,
     DNSName,
@@ -32,7 +31,6 @@ from guide.config_fields import (
     NotInFile,
     Number,
     Port,
-    RequiredLine,
     Sentence,
     Subject,
     Unit,
@@ -40,6 +38,16 @@ from guide.config_fields import (
     ZeroMeans,
 )
 from guide.config_reader import ConfigFile, rule_error
+from guide.crisis import (
+    COUNTRIES_LIMIT,
+    DEFAULT_COUNTRIES,
+    DEFAULT_DIRECTORY,
+    LINES_LIMIT,
+    Country,
+    CrisisFooters,
+    CrisisLine,
+    unique_codes,
+)
 from guide.errors import ConfigError, YAMLSyntaxError
 from guide.keys import dkim_key_problem, link_key_problem
 from guide.text import ONE_LINE, is_one_line
@@ -122,39 +130,38 @@ class SenderConfig:
 
 
 @dataclass(frozen=True, config=_VALUES)
-class CrisisResource:
-    """One line of the crisis resources shown in every email's footer."""
-
-    name: RequiredLine
-    contact: RequiredLine
-    url: HttpURL = ""
-
-
-DEFAULT_CRISIS_RESOURCES = (
-    CrisisResource(
-        name="National Domestic Violence Hotline (US)",
-        contact="call 1-800-799-7233 or text START to 88788, any hour",
-        url="https://www.thehotline.org",
-    ),
-)
-
-
-@dataclass(frozen=True, config=_VALUES)
 class FooterConfig:
-    """Safety text every email carries."""
+    """Safety text every email carries: help lines per country, then a directory for the rest."""
 
-    crisis_resources: Annotated[
-        tuple[CrisisResource, ...],
-        Field(min_length=1, max_length=RESOURCES_LIMIT),
-        Kind("a non-empty list"),
-    ] = DEFAULT_CRISIS_RESOURCES
-    emergency: Sentence = (
-        "If you are in danger right now, call 911 in the US or your local emergency number."
-    )
+    countries: Annotated[
+        tuple[Country, ...],
+        Field(max_length=COUNTRIES_LIMIT),
+        AfterValidator(unique_codes),
+        Kind("a list of countries"),
+    ] = DEFAULT_COUNTRIES
+    # Lines every reader gets after their country's: a directory of helplines for the rest.
+    international: Annotated[
+        tuple[CrisisLine, ...],
+        Field(min_length=1, max_length=LINES_LIMIT),
+        Kind("a non-empty list of lines"),
+    ] = (DEFAULT_DIRECTORY,)
+    # Whose lines readers who never chose a country get (sign-ups from before the choice).
+    default_country: Annotated[Word, Kind("a code listed in footer.countries, or empty")] = "US"
+    emergency: Sentence = "If you are in danger right now, call your local emergency number."
     disclaimer: Sentence = (
         "This guide is educational. It is not a substitute for care from a licensed clinician "
         "or advocate."
     )
+
+    def __post_init__(self) -> None:
+        if self.default_country and self.default_country not in {c.code for c in self.countries}:
+            raise rule_error("default_country must be empty or a code listed in countries")
+
+    def crisis_footers(self) -> CrisisFooters:
+        """Every footer these settings give, built once per process part that sends or serves."""
+        return CrisisFooters(
+            self.countries, self.international, self.default_country, self.emergency
+        )
 
 
 @dataclass(frozen=True, config=_VALUES)

@@ -25,8 +25,7 @@ _DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*")
 NAME_LIMIT = 100  # a From display name, as a subscriber's name (guide.text.NAME_MAX)
 SUBJECT_LIMIT = 200  # a subject line
 SENTENCE_LIMIT = 500  # footer lines
-RESOURCE_LIMIT = 200  # a crisis resource's name and contact
-RESOURCES_LIMIT = 20  # crisis resources in the footer
+RESOURCE_LIMIT = 200  # a help line's label and contact (footer.countries)
 URL_LIMIT = 2000  # URLs (browsers and mail clients cope with far longer, people do not)
 HOST_LIMIT = 253  # a DNS name (RFC 1035)
 TEXT_LIMIT = 256  # user names, listen addresses, sequence ids

@@ -92,6 +92,7 @@ def subscriber_row(
         "send_time": new.send_time,
         "status": status,
         "discreet": new.discreet,
+        "country": new.country,
         "next_due_at": next_due_at,
         "created_at": now,
         "confirmed_at": now if status == "active" else None,

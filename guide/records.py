@@ -31,6 +31,7 @@ class Subscriber:
     send_time: str
     status: str
     discreet: bool
+    country: str  # whose help lines the footer shows (guide.crisis); "" = not chosen
     generation: int
     repeats: int
     next_due_at: datetime | None
@@ -62,6 +63,7 @@ class NewSubscriber:
     send_time: str
     name: str = ""
     discreet: bool = False
+    country: str = ""
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ subscribers = Table(
     Column("send_time", String(5), nullable=False),  # local HH:MM
     Column("status", String(16), nullable=False),
     Column("discreet", Boolean, nullable=False, server_default="0"),
+    # Whose help lines the footer shows: an ISO 3166 code, "other", or "" (not chosen).
+    Column("country", String(8), nullable=False, server_default=""),
     Column("generation", Integer, nullable=False, server_default="0"),  # +1 on restart
     Column("repeats", Integer, nullable=False, server_default="0"),  # +1 on repeat
     Column("next_due_at", UTCDateTime, nullable=True),

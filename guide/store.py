@@ -238,6 +238,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
                     timezone="UTC",
                     send_time="00:00",
                     discreet=False,
+                    country="",
                     next_due_at=None,
                     last_sent_at=None,
                     first_failure_at=None,

@@ -99,6 +99,7 @@ async def sign_up(
         "timezone": new.timezone,
         "send_time": new.send_time,
         "discreet": new.discreet,
+        "country": new.country,
         # The pending period restarts, or the purge could delete the row while the link
         # just sent is still valid.
         "created_at": now,
@@ -277,17 +278,12 @@ async def reschedule(
     send_time: str | None = None,
     discreet: bool | None = None,
     name: str | None = None,
+    country: str | None = None,
 ) -> Subscriber:
-    """Change timezone, send time, discreet mode or name; the next send time follows."""
-    values: dict[str, Any] = {}
-    if timezone is not None:
-        values["timezone"] = timezone
-    if send_time is not None:
-        values["send_time"] = send_time
-    if discreet is not None:
-        values["discreet"] = discreet
-    if name is not None:
-        values["name"] = name
+    """Change timezone, send time, discreet mode, name or country; the next send time follows."""
+    asked = {"timezone": timezone, "send_time": send_time, "discreet": discreet, "name": name}
+    asked["country"] = country
+    values: dict[str, Any] = {key: value for key, value in asked.items() if value is not None}
     if subscriber.status == "active" and (timezone or send_time):
         moved = Subscriber(**{**subscriber.__dict__, **values})
         values["next_due_at"] = first_due(moved, now, _cadence(sequences, subscriber.sequence_id))

@@ -110,9 +110,15 @@ def test_values_are_read_and_paths_resolved(tmp_path: Path) -> None:
         "web:\n"
         "  public_url: https://guide.example.org/\n"
         "footer:\n"
-        "  crisis_resources:\n"
-        "    - name: Local line\n"
-        "      contact: call 123\n",
+        "  countries:\n"
+        "    - code: FR\n"
+        "      name: France\n"
+        '      emergency: "112"\n'
+        "      lines:\n"
+        "        - label: Local line\n"
+        "          discreet_label: Support line\n"
+        "          contact: call 123\n"
+        "  default_country: FR\n",
     )
     config = load_config(path, env=NO_ENV)
     assert config.state_dir == tmp_path / "data"
@@ -130,9 +136,12 @@ def test_values_are_read_and_paths_resolved(tmp_path: Path) -> None:
     assert config.dispatch.retry_lifetime == timedelta(days=2)
     assert config.dispatch.closing_email is False
     assert config.web.public_url == "https://guide.example.org"
-    assert [(r.name, r.contact, r.url) for r in config.footer.crisis_resources] == [
-        ("Local line", "call 123", "")
+    assert [(c.code, c.name, c.emergency) for c in config.footer.countries] == [
+        ("FR", "France", "112")
     ]
+    assert [
+        (x.label, x.discreet_label, x.contact, x.url) for x in config.footer.countries[0].lines
+    ] == [("Local line", "Support line", "call 123", "")]
 
 
 def test_shipped_config_equals_built_in_defaults() -> None:
@@ -169,9 +178,10 @@ ERRORS = [
     ("log_level: INFO\nsmtp_host: relay\n", "smtp_host", 2, "unknown key"),
     ("smtp:\n  port: 25\n  hots: relay\n", "smtp.hots", 3, "unknown key"),
     (
-        "footer:\n  crisis_resources:\n    - name: A\n      contact: B\n      phone: 1\n",
-        "footer.crisis_resources[0].phone",
-        5,
+        "footer:\n  international:\n    - label: A\n      discreet_label: B\n      contact: C\n"
+        "      phone: 1\n",
+        "footer.international[0].phone",
+        6,
         "unknown key",
     ),
     ("state_dir: 5\n", "state_dir", 1, "must be a folder path"),
@@ -202,24 +212,60 @@ ERRORS = [
     ("database:\n  url: mysql://db/guide\n", "database.url", 2, "must start with sqlite+aiosqlite"),
     ("smtp: 5\n", "smtp", 1, "must be a mapping of keys"),
     ("log_level: INFO\nlessons:\n  - a\n", "lessons", 2, "must be a mapping of keys"),
-    ("footer:\n  crisis_resources: []\n", "footer.crisis_resources", 2, "must be a non-empty list"),
+    ("footer:\n  international: []\n", "footer.international", 2, "must be a non-empty list"),
     (
-        "footer:\n  crisis_resources:\n    - just text\n",
-        "footer.crisis_resources[0]",
+        "footer:\n  countries:\n    - just text\n",
+        "footer.countries[0]",
         3,
         "must be a mapping of keys",
     ),
     (
-        "footer:\n  crisis_resources:\n    - name: Line\n",
-        "footer.crisis_resources[0].contact",
+        "footer:\n  international:\n    - label: Line\n      contact: call 1\n",
+        "footer.international[0].discreet_label",
         3,
         "is required",
     ),
     (
-        "footer:\n  crisis_resources:\n    - name: A\n      contact: B\n      url: www.e.org\n",
-        "footer.crisis_resources[0].url",
-        5,
+        "footer:\n  international:\n    - label: A\n      discreet_label: B\n"
+        "      contact: C\n      url: www.e.org\n",
+        "footer.international[0].url",
+        6,
         "must be an http(s) URL",
+    ),
+    (
+        "footer:\n  countries:\n    - code: us\n      name: X\n      emergency: '1'\n",
+        "footer.countries[0].code",
+        3,
+        "must be a two-letter country code in capitals (ISO 3166), such as US",
+    ),
+    (
+        # Unquoted, YAML reads 000 as the number 0: the number must be quoted text.
+        "footer:\n  countries:\n    - code: AU\n      name: X\n      emergency: 000\n",
+        "footer.countries[0].emergency",
+        5,
+        'must be the emergency number as quoted text, such as "911" or "999 or 112"',
+    ),
+    (
+        "footer:\n  countries:\n    - {code: US, name: A, emergency: '1'}\n"
+        "    - {code: US, name: B, emergency: '1'}\n",
+        "footer.countries",
+        2,
+        "must list each country once: US is there twice",
+    ),
+    (
+        "footer:\n  countries:\n    - code: US\n      name: X\n      emergency: '1'\n"
+        "      lines:\n        - label: A\n          discreet_label: B\n          contact: C\n"
+        "          phone: 1\n",
+        "footer.countries[0].lines[0].phone",
+        10,
+        "unknown key",
+    ),
+    ("footer:\n  default_country: FR\n", "footer", 1, "default_country must be empty or a code"),
+    (
+        "footer:\n  crisis_resources:\n    - name: A\n      contact: B\n",
+        "footer.crisis_resources",
+        2,
+        "unknown key",
     ),
     ("dkim:\n  selector: s1\n  domain: example.org\n", "dkim.private_key_file", 2, "DKIM needs"),
     ("- a\n- b\n", "(top level)", 1, "must be a mapping of keys"),

@@ -414,9 +414,16 @@ LINES: dict[str, tuple[str, str]] = {
         "web:\n  public_url: https://guide.example/" + "p" * 2000 + "\n",
         "config.yaml:5: web.public_url: must be at most 2000 characters",
     ),
-    "crisis-resources": (
-        "footer:\n  crisis_resources:\n" + "    - {name: Line, contact: call 123}\n" * 21,
-        "config.yaml:5: footer.crisis_resources: must have at most 20 entries",
+    "crisis-lines": (
+        "footer:\n  international:\n"
+        + "    - {label: Line, discreet_label: Line, contact: call 123}\n" * 11,
+        "config.yaml:5: footer.international: must have at most 10 entries",
+    ),
+    "crisis-label": (
+        "footer:\n  international:\n    - {label: "
+        + "l" * 201
+        + ", discreet_label: Line, contact: call 123}\n",
+        "config.yaml:6: footer.international[0].label: must be at most 200 characters",
     ),
     "local-hostname-crlf": (
         'smtp:\n  local_hostname: "relay.example\\r\\nMAIL FROM:<x@y>"\n',

@@ -106,9 +106,13 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
             await life.switch_sequence(store, sub, sequences, sequence_id, now=now, actor="web")
         else:
             form = await request.post()
+            # No field (an older page still open): the country stays as it is.
+            country = context.footers.choice(str(form.get("country", ""))[:8])
             try:
                 timezone = check_timezone(str(form.get("timezone", "")))
                 send_time = check_send_time(str(form.get("send_time", "")))
+                if country is None:
+                    raise ValidationError("country", "Choose where you live from the list.")
             except ValidationError as err:
                 return context.message(
                     request,
@@ -126,6 +130,7 @@ async def manage_action(request: web.Request) -> web.StreamResponse:
                 timezone=timezone,
                 send_time=send_time,
                 discreet=form.get("discreet") == "yes",
+                country=country if "country" in form else None,
             )
     except LifecycleError as err:
         return context.message(

@@ -16,8 +16,10 @@ from delivery.compose import Composer
 from delivery.transports import Transport
 from guide.clock import Clock
 from guide.config import Config
+from guide.crisis import CrisisFooters
 from guide.lessons import Sequence
 from guide.library import LessonLibrary
+from guide.records import Subscriber
 from guide.store import Store
 from guide.tokens import LinkSigner
 from scheduler.stats import DispatchStats
@@ -49,6 +51,8 @@ class WebContext:
     client_limit: SlidingWindow = field(init=False)
     address_limit: SlidingWindow = field(init=False)
     zones: list[str] = field(init=False)
+    footers: CrisisFooters = field(init=False)
+    country_choices: list[dict[str, str]] = field(init=False)
     _sequences: dict[str, Sequence] = field(init=False, default_factory=dict)
     _checked: float = field(init=False, default=0.0)
 
@@ -69,6 +73,12 @@ class WebContext:
         self.client_limit = SlidingWindow(web_config.client_limit_per_hour, 3600, seconds)
         self.address_limit = SlidingWindow(web_config.address_limit_per_day, 86400, seconds)
         self.zones = sorted(z for z in zoneinfo.available_timezones() if "/" in z or z == "UTC")
+        self.footers = self.config.footer.crisis_footers()
+        # Each option carries its timezones, so site.js can pre-select the reader's country.
+        self.country_choices = [
+            {"code": c.code, "name": c.name, "zones": " ".join(self.footers.zones_of(c.code))}
+            for c in self.footers.countries.values()
+        ]
 
     @property
     def signer(self) -> LinkSigner:
@@ -91,14 +101,24 @@ class WebContext:
     def render(
         self, request: web.Request, template: str, status: int = 200, **values: Any
     ) -> web.Response:
-        """A page with the shared layout values and the CSRF token."""
-        footer = self.config.footer
+        """A page with the shared layout values and the CSRF token.
+
+        The footer has the help lines of the `subscriber` value's country in their mode; a
+        page without one (sign-up, confirm, unsubscribe) gets the default country's, named
+        neutrally as in discreet mode: it may be open where someone else can see it.
+        """
+        subscriber = values.get("subscriber")
+        if isinstance(subscriber, Subscriber):
+            crisis = self.footers.footer(subscriber.country, subscriber.discreet)
+        else:
+            crisis = self.footers.footer("", True)
         page = self.env.get_template(template).render(
             site_title=self.config.sender.discreet_name,
             quick_exit_url=self.config.web.quick_exit_url,
-            crisis_resources=footer.crisis_resources,
-            emergency=footer.emergency,
-            disclaimer=footer.disclaimer,
+            crisis=crisis,
+            disclaimer=self.config.footer.disclaimer,
+            country_choices=self.country_choices,
+            default_country=self.footers.default_country,
             csrf=csrf_token(request),
             **values,
         )

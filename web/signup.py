@@ -46,6 +46,7 @@ def _form_values(form: Any | None = None, *, discreet: bool = True) -> dict[str,
             "send_time": "08:00",
             "discreet": discreet,
             "sequence": "",
+            "country": "",
         }
     timezone = str(form.get("timezone", "UTC"))
     return {
@@ -56,6 +57,7 @@ def _form_values(form: Any | None = None, *, discreet: bool = True) -> dict[str,
         "send_time": str(form.get("send_time", ""))[:5],
         "discreet": form.get("discreet") == "yes",
         "sequence": str(form.get("sequence", ""))[:64],
+        "country": str(form.get("country", ""))[:8],
     }
 
 
@@ -136,6 +138,14 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     sequences = context.sequences()
     if sequence_id not in sequences:
         errors["sequence"] = "Choose one of the readings listed."
+    # A form without the field (from before it existed, or a script): the timezone's country.
+    country = (
+        context.footers.choice(values["country"])
+        if "country" in form
+        else context.footers.for_zone(cleaned.get("timezone", ""))
+    )
+    if country is None:
+        errors["country"] = "Choose where you live from the list, or “Somewhere else”."
     if errors:
         return _subscribe_page(request, values, errors, status=400)
     new = NewSubscriber(
@@ -145,6 +155,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
         send_time=cleaned["send_time"],
         name=cleaned["name"],
         discreet=values["discreet"],
+        country=country or "",
     )
     # Per-address limit: the answer stays the same, only the email is not sent again.
     if context.address_limit.allow(new.email):

@@ -1,31 +1,183 @@
-"""`db upgrade`: bring the database to the latest schema."""
+"""`db …`: upgrade, history, downgrade, backup, restore and migrate-to (SQLite to PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shlex
+from pathlib import Path
+
 import click
+from sqlalchemy.engine import make_url
 
 from cli.context import pass_config, with_parts
+from guide import backup as backups
+from guide import revisions
+from guide.clock import system_clock
 from guide.config import Config
+from guide.errors import ConfigError, GuideError
 from guide.redact import redact
+from guide.store import Store
+from guide.transfer import migrate_to, target_url
 from wiring import Parts
+
+# Not done because it does not apply to this configuration: README's "Exit statuses", 2.
+EXIT_NOT_HERE = 2
 
 
 @click.group("db")
 def db_group() -> None:
-    """Database maintenance."""
+    """Database maintenance: schema versions, backups, moving to PostgreSQL."""
 
 
 @db_group.command("upgrade")
 @pass_config
 def upgrade_command(config: Config) -> int:
-    """Apply migrations."""
+    """Apply every migration (serve and tick do this when they start)."""
     return with_parts(config, upgraded)
 
 
 async def upgraded(parts: Parts) -> int:
     """Say where the database is; building the parts already applied every migration."""
-    url = parts.config.database_url
-    # The URL carries the password in memory ($DRG_DATABASE_PASSWORD): never print it.
-    where = redact(url) if url else parts.config.sqlite_path
-    click.echo(f"database at {where} is at the latest schema")
+    click.echo(f"database at {_where(parts.config)} is at the latest schema")
     return 0
+
+
+@db_group.command("history")
+@pass_config
+def history_command(config: Config) -> int:
+    """List the schema revisions, oldest first, marking the database's own."""
+    try:
+        now_at: str | None = asyncio.run(_current(config))
+        note = f"database at {_where(config)}: revision {now_at or '(no schema yet)'}"
+    except GuideError as err:
+        now_at, note = None, f"database at {_where(config)}: cannot read its revision ({err})"
+    for rev in revisions.revisions():
+        mark = "  (current)" if rev.id == now_at else ""
+        click.echo(f"{rev.id}  {rev.title}{mark}")
+    click.echo(redact(note))
+    return 0
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@pass_config
+def downgrade_command(config: Config, revision: str) -> int:
+    """Undo migrations down to REVISION ("base" removes every table), before installing an
+    older version of the service. Stop the service first: serve upgrades again at start."""
+
+    async def run() -> tuple[str | None, str | None]:
+        store = await _open(config)
+        try:
+            return await revisions.downgrade(store, revision)
+        finally:
+            await store.close()
+
+    before, after = asyncio.run(run())
+    click.echo(f"database at {_where(config)}: downgraded from {before} to {after or 'base'}")
+    click.echo("install the older version now; starting this one would upgrade it again")
+    return 0
+
+
+@db_group.command("backup")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="replace FILE if it exists")
+@pass_config
+def backup_command(config: Config, file: Path, force: bool) -> int:
+    """Copy the SQLite database to FILE (0600), consistent while the service runs."""
+    if config.database_url:
+        click.echo(f"db backup: {_pg_tool(config, 'pg_dump', file)}", err=True)
+        return EXIT_NOT_HERE
+    written = backups.backup(config.sqlite_path, file, force=force)
+    click.echo(f"wrote {file} ({written.summary()})")
+    return 0
+
+
+@db_group.command("restore")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_config
+def restore_command(config: Config, file: Path) -> int:
+    """Replace the SQLite database with the backup FILE; the current one is kept beside it.
+
+    Stop the service first (it is refused while another process has the database open)."""
+    if config.database_url:
+        click.echo(f"db restore: {_pg_tool(config, 'pg_restore', file)}", err=True)
+        return EXIT_NOT_HERE
+    done = backups.restore(file, config.sqlite_path, now=system_clock())
+    click.echo(f"restored {file} to {config.sqlite_path} ({done.database.summary()})")
+    if done.previous is not None:
+        click.echo(f"the database it replaced is kept as {done.previous}")
+    if done.database.revision != revisions.head():
+        click.echo(f"its schema is upgraded to {revisions.head()} when the service next starts")
+    return 0
+
+
+@db_group.command("migrate-to")
+@click.argument("url")
+@pass_config
+def migrate_to_command(config: Config, url: str) -> int:
+    """Copy everything from the SQLite database into the empty PostgreSQL database at URL.
+
+    URL is postgresql+asyncpg://USER@HOST[:PORT]/DATABASE; its password comes from
+    $DRG_DATABASE_PASSWORD, database.password_file or $CREDENTIALS_DIRECTORY/database_password.
+    One transaction: counts are verified per table, and nothing is kept if anything fails.
+    Stop the service first, so nothing is written to SQLite after the copy."""
+    if config.database_url:
+        raise ConfigError(
+            "database.url", "the service already uses PostgreSQL; migrate-to copies from SQLite"
+        )
+    target = target_url(url, config.source, os.environ)
+
+    async def run() -> backups.DatabaseFile:
+        # Opening the store applies any migration still due, so both sides end at head.
+        store = await Store.open("", sqlite_path=config.sqlite_path)
+        await store.close()
+        done = await migrate_to(config.sqlite_path, target)
+        return backups.DatabaseFile(config.sqlite_path, done.revision, done.counts)
+
+    copied = asyncio.run(run())
+    shown = target.set(password=None).render_as_string(hide_password=True)
+    click.echo(f"copied {config.sqlite_path} to {shown} ({copied.summary()}); counts verified")
+    click.echo(f"next: set database.url: {shown} in config.yaml, then start the service")
+    return 0
+
+
+async def _open(config: Config) -> Store:
+    """The configured store as it is: no migration applied, no SQLite file created."""
+    if not config.database_url and not config.sqlite_path.is_file():
+        raise GuideError(f"no database at {config.sqlite_path}")
+    return await Store.open(config.database_url, sqlite_path=config.sqlite_path, migrate=False)
+
+
+async def _current(config: Config) -> str | None:
+    if not config.database_url and not config.sqlite_path.is_file():
+        return None
+    store = await _open(config)
+    try:
+        return await revisions.current(store)
+    finally:
+        await store.close()
+
+
+def _where(config: Config) -> str:
+    # The URL carries the password in memory ($DRG_DATABASE_PASSWORD): never print it.
+    return redact(config.database_url) if config.database_url else str(config.sqlite_path)
+
+
+def _pg_tool(config: Config, tool: str, file: Path) -> str:
+    """One line: the database is PostgreSQL, and the pg_dump or pg_restore command to run."""
+    url = make_url(config.database_url)
+    where = [f"--host={url.host or 'localhost'}", f"--port={url.port or 5432}"]
+    if url.username:
+        where.append(f"--username={url.username}")
+    name = url.database or ""
+    if tool == "pg_dump":
+        args = ["pg_dump", "--format=custom", f"--file={file}", *where, name]
+        doing = "back it up with"
+    else:
+        args = ["pg_restore", "--clean", "--if-exists", "--no-owner", *where, f"--dbname={name}"]
+        args.append(str(file))
+        doing = "stop the service, then restore with"
+    command = " ".join(shlex.quote(arg) for arg in args)
+    # The password stays in PGPASSWORD or ~/.pgpass: secrets are never printed.
+    return f"the database is PostgreSQL; {doing} {command} (password from PGPASSWORD or ~/.pgpass)"

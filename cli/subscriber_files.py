@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from guide.config import FooterConfig
+from guide.crisis import CrisisFooters
 from guide.records import NewSubscriber, Subscriber
 from guide.store import Store
 from guide.text import (
@@ -23,7 +25,7 @@ from guide.text import (
 )
 from scheduler import subscribers as life
 
-CSV_COLUMNS = ("email", "name", "timezone", "send_time", "discreet", "sequence")
+CSV_COLUMNS = ("email", "name", "timezone", "send_time", "discreet", "sequence", "country")
 REQUIRED_COLUMNS = ("email", "timezone", "send_time")
 EXPORT_COLUMNS = (
     "id",
@@ -32,6 +34,7 @@ EXPORT_COLUMNS = (
     "timezone",
     "send_time",
     "discreet",
+    "country",
     "sequence_id",
     "status",
     "created_at",
@@ -50,9 +53,16 @@ class Row:
 
 
 def read_rows(
-    path: Path, default_sequence: str, sequences: dict[str, Any]
+    path: Path,
+    default_sequence: str,
+    sequences: dict[str, Any],
+    footers: CrisisFooters | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """The good rows of `path`, and a `file:line: field: message` for each bad one."""
+    """The good rows of `path`, and a `file:line: field: message` for each bad one.
+
+    `footers` checks the optional country column (without: the shipped countries).
+    """
+    footers = footers or FooterConfig().crisis_footers()
     rows: list[Row] = []
     errors: list[str] = []
     if path.exists() and not path.is_file() and not path.is_dir():
@@ -74,14 +84,18 @@ def read_rows(
         for record in reader:
             line = reader.line_num
             try:
-                rows.append(Row(line, _new_subscriber(record, default_sequence, sequences)))
+                new = _new_subscriber(record, default_sequence, sequences, footers)
+                rows.append(Row(line, new))
             except ValidationError as err:
                 errors.append(f"{path}:{line}: {err.field}: {err.message}")
     return rows, errors
 
 
 def _new_subscriber(
-    record: dict[str | Any, str | Any], default_sequence: str, sequences: dict[str, Any]
+    record: dict[str | Any, str | Any],
+    default_sequence: str,
+    sequences: dict[str, Any],
+    footers: CrisisFooters,
 ) -> NewSubscriber:
     # DictReader files surplus cells under the key None.
     if None in record:
@@ -96,6 +110,7 @@ def _new_subscriber(
         send_time=check_send_time(record.get("send_time") or ""),
         name=check_name(record.get("name") or ""),
         discreet=check_flag(record.get("discreet") or ""),
+        country=footers.check(record.get("country") or ""),
     )
 
 

@@ -41,6 +41,7 @@ def subscribers_group() -> None:
 @click.option("--at", default="08:00", help="local send time HH:MM (default 08:00)")
 @click.option("--discreet", is_flag=True, help="neutral sender name and subjects")
 @click.option("--sequence", help="sequence id (default: lessons.default_sequence)")
+@click.option("--country", default="", help="code in footer.countries, or other (default: none)")
 @pass_config
 def add_command(
     config: Config,
@@ -50,6 +51,7 @@ def add_command(
     at: str,
     discreet: bool,
     sequence: str | None,
+    country: str,
 ) -> int:
     """Add an active subscriber (they consented elsewhere)."""
 
@@ -64,6 +66,7 @@ def add_command(
             send_time=check_send_time(at),
             name=check_name(name),
             discreet=discreet,
+            country=config.footer.crisis_footers().check(country),
         )
         sub, created = await life.add(parts.store, new, now=system_clock(), actor="cli")
         if not created:
@@ -244,7 +247,8 @@ def import_command(config: Config, file: Path, strict: bool, sequence: str | Non
 async def import_file(parts: Parts, path: Path, default_sequence: str, *, strict: bool) -> int:
     """Report bad rows by line, add the good ones (none with `strict`); 1 if any row was bad."""
     try:
-        rows, errors = read_rows(path, default_sequence, parts.library.current())
+        footers = parts.config.footer.crisis_footers()
+        rows, errors = read_rows(path, default_sequence, parts.library.current(), footers)
     except OSError as err:
         click.echo(f"error: cannot read {path}: {err.strerror or err}", err=True)
         return 1

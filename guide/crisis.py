@@ -13,6 +13,7 @@ from pydantic.dataclasses import dataclass
 
 from guide.config_fields import HttpURL, Kind, OneLine, RequiredLine
 from guide.config_reader import rule_error
+from guide.text import ValidationError
 
 _VALUES = ConfigDict(extra="forbid", allow_inf_nan=False)
 COUNTRIES_LIMIT = 250  # about the number of ISO 3166 codes
@@ -266,6 +267,15 @@ class CrisisFooters:
         if value in ("", ELSEWHERE) or value in self.countries:
             return value
         return None
+
+    def check(self, value: str) -> str:
+        """A country typed by an operator (CLI, import file) as stored; ValidationError if not."""
+        text = value.strip()
+        found = self.choice(text if text.lower() == ELSEWHERE else text.upper())
+        if found is None:
+            listed = ", ".join([*self.countries, ELSEWHERE])
+            raise ValidationError("country", f"{text!r} is not one of {listed} (footer.countries)")
+        return found
 
     def for_zone(self, zone: str) -> str:
         """The answer a timezone suggests: its country if configured, else ELSEWHERE or ''."""

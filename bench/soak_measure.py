@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from dispatch import BENCH_SECRET  # noqa: E402
+
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-SECRET = "bench-secret"  # noqa: S105  (the one bench_config signs with)
+SECRET = BENCH_SECRET  # the key bench_config signs with
 ROUTES = ("GET /subscribe", "GET /manage", "GET /unsubscribe", "POST /unsubscribe", "GET /healthz")
 
 

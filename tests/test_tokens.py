@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from itsdangerous import TimestampSigner
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from guide.errors import TokenError
 from guide.tokens import PURPOSES, LinkSigner
@@ -49,3 +49,19 @@ def test_message_id_is_the_hmac_of_its_parts() -> None:
         assert signer.message_id("guide.example", 3, 1, "why-no-contact-is-hard") == (
             f"<{digest[:32]}@guide.example>"
         )
+
+
+def test_lesson_ref_is_keyed_and_names_no_lesson() -> None:
+    signer = LinkSigner(SECRET, "https://guide.example", timedelta(days=30))
+    other = LinkSigner(SECRET[::-1], "https://guide.example", timedelta(days=30))
+    ref = signer.lesson_ref("smear-campaigns")
+    assert ref == signer.lesson_ref("smear-campaigns")  # cached or not, the same
+    assert ref != other.lesson_ref("smear-campaigns")  # nobody without the key can make one
+    assert ref != signer.lesson_ref("smear-campaign")
+    assert len(ref) == 12 and "smear" not in ref.lower()
+    token = signer.token("lesson", [7, ref], NOW)
+    assert b"smear" not in base64_decode(token.split(".")[0])
+    ids = ["why-no-contact-is-hard", "smear-campaigns", "looking-ahead"]
+    assert signer.find_lesson(ref, ids) == "smear-campaigns"
+    assert signer.find_lesson(ref, ids[:1]) is None
+    assert other.find_lesson(ref, ids) is None

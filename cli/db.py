@@ -18,7 +18,7 @@ from guide.config import Config
 from guide.errors import ConfigError, GuideError
 from guide.redact import redact
 from guide.store import Store
-from guide.transfer import migrate_to, target_url
+from guide.transfer import migrate_to, target_url, without_password
 from wiring import Parts
 
 # Not done because it does not apply to this configuration: README's "Exit statuses", 2.
@@ -136,7 +136,7 @@ def migrate_to_command(config: Config, url: str) -> int:
         return backups.DatabaseFile(config.sqlite_path, done.revision, done.counts)
 
     copied = asyncio.run(run())
-    shown = target.set(password=None).render_as_string(hide_password=True)
+    shown = without_password(target).render_as_string(hide_password=False)
     click.echo(f"copied {config.sqlite_path} to {shown} ({copied.summary()}); counts verified")
     click.echo(f"next: set database.url: {shown} in config.yaml, then start the service")
     return 0

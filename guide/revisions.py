@@ -91,6 +91,11 @@ async def downgrade(store: Store, target: str) -> tuple[str | None, str | None]:
                 f"the database is at revision {before!r}, which this version does not know: "
                 "downgrade with the version that upgraded it"
             )
+        order = [rev.id for rev in revisions()]
+        if target != "base" and order.index(target) >= order.index(before):
+            raise GuideError(
+                f"the database is at {before}: {target} is not below it (db upgrade goes up)"
+            )
         try:
             command.downgrade(alembic_config(connection), target)
         except CommandError as err:

@@ -10,14 +10,16 @@ from typing import Any
 
 from alembic import command
 from sqlalchemy import Connection, Table, create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from guide.backup import TABLES
 from guide.config import one_line_secret
 from guide.config_reader import ConfigFile
-from guide.errors import GuideError
+from guide.database_errors import open_failure
+from guide.errors import ConfigError, GuideError
+from guide.redact import redact
 from guide.revisions import VERSION_TABLE, alembic_config, head, version_of
 from guide.schema import metadata
 from guide.yamlsrc import load_yaml
@@ -57,6 +59,18 @@ def target_url(url: str, config_path: Path | None, env: Mapping[str, str]) -> UR
     return parsed.set(password=password) if password else parsed
 
 
+def without_password(url: URL) -> URL:
+    """`url` with no password at all (URL.set(password=None) keeps the one it has)."""
+    return URL.create(
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
+
+
 def _password(config_path: Path | None, env: Mapping[str, str]) -> str:
     """$DRG_DATABASE_PASSWORD, config.yaml's database.password_file, or the credential file."""
     data: Any = load_yaml(config_path) if config_path is not None else None
@@ -80,26 +94,50 @@ async def migrate_to(sqlite_path: Path, url: URL, *, batch: int = BATCH) -> Tran
     event.listen(source, "connect", _no_implicit_transactions)
     event.listen(source, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     target = create_async_engine(url)
+    shown = without_password(url).render_as_string(hide_password=False)
     try:
-        with source.begin() as reader:
-            revision = version_of(reader)
-            if revision != head():
-                raise TransferError(
-                    f"{sqlite_path} is at revision {revision}, not {head()}: run db upgrade first"
-                )
-            counts = tuple((name, _count(reader, name)) for name in TABLES[:-1])
-            floor = _sqlite_sequences(reader)
-            async with target.begin() as writer:
-                await _refuse_non_empty(writer)
-                await writer.run_sync(lambda conn: command.upgrade(alembic_config(conn), "head"))
-                for table in metadata.sorted_tables:
-                    await _copy_table(reader, writer, table, batch)
-                    await _reset_sequence(writer, table, floor.get(table.name, 0))
-                await _verify(writer, dict(counts), revision)
+        revision, counts = await _transfer(source, target, sqlite_path, batch)
+    except (SQLAlchemyError, OSError) as err:
+        failure = open_failure(err, "migrate-to URL", shown)
+        if isinstance(failure, ConfigError):  # the password, pg_hba.conf, rights: one hint
+            raise failure from err
+        raise TransferError(
+            f"copying into {shown} failed, nothing was committed: {_reason(err)}"
+        ) from err
     finally:
         source.dispose()
         await target.dispose()
     return Transferred(revision, counts)
+
+
+async def _transfer(
+    source: Engine, target: AsyncEngine, sqlite_path: Path, batch: int
+) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """The copy itself: one read snapshot of SQLite, one write transaction on PostgreSQL."""
+    with source.begin() as reader:
+        revision = version_of(reader)
+        if revision != head():
+            raise TransferError(
+                f"{sqlite_path} is at revision {revision}, not {head()}: run db upgrade first"
+            )
+        counts = tuple((name, _count(reader, name)) for name in TABLES[:-1])
+        floor = _sqlite_sequences(reader)
+        async with target.begin() as writer:
+            await _refuse_non_empty(writer)
+            await writer.run_sync(lambda conn: command.upgrade(alembic_config(conn), "head"))
+            for table in metadata.sorted_tables:
+                await _copy_table(reader, writer, table, batch)
+                await _reset_sequence(writer, table, floor.get(table.name, 0))
+            await _verify(writer, dict(counts), revision)
+    return revision, counts
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of what the driver said (SQLAlchemy adds a link, asyncpg a DETAIL)."""
+    if isinstance(err, DBAPIError) and err.orig is not None:
+        err = err.orig
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(err).__name__)
 
 
 def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guide.records import Outcome, Retry, Sent, Stop, Subscriber
 from guide.schema import deliveries, events, subscribers
+from guide.transactions import Writes
 
 
-class DispatchQueries:
+class DispatchQueries(Writes):
     """Mixed into Store: the queries of the hot path, kept apart from subscriber CRUD."""
 
     engine: AsyncEngine
@@ -80,7 +81,7 @@ class DispatchQueries:
             .values(lease_owner=owner, lease_until=lease_until)
             .returning(*subscribers.c)
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             rows = (await conn.execute(claim)).mappings().all()
         return sorted(
             (Subscriber.from_row(row) for row in rows), key=lambda s: (s.next_due_at, s.id)
@@ -91,7 +92,7 @@ class DispatchQueries:
         sent = [o for o in outcomes if isinstance(o, Sent)]
         retries = [o for o in outcomes if isinstance(o, Retry)]
         stops = [o for o in outcomes if isinstance(o, Stop)]
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if sent:
                 await self._record_sent(conn, sent, now)
             if retries:
@@ -154,7 +155,7 @@ class DispatchQueries:
 
     async def purge_pending(self, created_before: datetime) -> int:
         """Delete sign-ups never confirmed: without consent, nothing about them is kept."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 delete(subscribers).where(
                     subscribers.c.status == "pending", subscribers.c.created_at < created_before
@@ -169,7 +170,7 @@ class DispatchQueries:
             if not subscriber_ids:
                 return 0
             query = query.where(subscribers.c.id.in_(subscriber_ids))
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(query.values(lease_owner=None, lease_until=None))
         return int(result.rowcount)
 

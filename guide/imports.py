@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guide.records import NewSubscriber, email_hash, normalize_email
 from guide.schema import events, subscribers
+from guide.transactions import Writes
 
 
-class ImportQueries:
+class ImportQueries(Writes):
     """Mixed into Store: bulk inserts, kept apart from the one-at-a-time subscriber CRUD."""
 
     engine: AsyncEngine
@@ -46,7 +47,7 @@ class ImportQueries:
             subscriber_row(*rows[index], keys[index][1], status=status, now=now)
             for index in first.values()
         ]
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             # DO NOTHING rather than failing the batch: rows already present (from an earlier
             # import, a sign-up, or another node right now) are what RETURNING leaves out.
             inserted = await conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -43,6 +44,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.write_turns = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str, *, sqlite_path: Path, migrate: bool = True) -> Store:
@@ -78,7 +80,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.run_sync(run)
 
     async def close(self) -> None:
@@ -105,7 +107,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
         address = normalize_email(new.email)
         values = subscriber_row(new, next_due_at, email_hash(address), status=status, now=now)
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 row = (
                     (
                         await conn.execute(
@@ -184,7 +186,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
         **values: Any,
     ) -> Subscriber | None:
         """Update fields (and the status, with an audit event) of one subscriber."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             current = await _status_of(conn, subscriber_id)
             if current is None:
                 return None
@@ -218,7 +220,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
 
     async def erase(self, subscriber_id: int, *, now: datetime, actor: str) -> bool:
         """GDPR erasure: drop personal data and history, keep the hash that blocks re-sending."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             current = await _status_of(conn, subscriber_id)
             if current is None:
                 # Nothing to erase; inserting the audit event would break its foreign key.
@@ -287,7 +289,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
 
     async def skip(self, subscriber: Subscriber, lesson_id: str, now: datetime) -> None:
         """Mark a lesson as skipped so the next one is sent instead."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 insert_ignore(self.dialect).values(
                     subscriber_id=subscriber.id,
@@ -304,7 +306,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
 
         Deliveries of the lesson ids in `keep` (the closing email) are never forgotten.
         """
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             row = (
                 await conn.execute(
                     select(deliveries.c.id, deliveries.c.lesson_id)

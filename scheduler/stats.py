@@ -24,6 +24,9 @@ class DispatchStats:
     failing_since: datetime | None = None
     last_delivered: datetime | None = None
     last_error: str | None = None
+    # Sends answered (delivered or failed) since start: a long pass that still moves shows here
+    # before it ends and updates last_tick (the watchdog tells a slow pass from a stuck one).
+    answered: int = 0
 
     def finished_pass(self, at: datetime, seconds: float) -> None:
         """Count one pass that started at `at` and took `seconds`."""
@@ -36,9 +39,11 @@ class DispatchStats:
         """A message was accepted: sending works."""
         self.last_delivered = at
         self.failing_since = None
+        self.answered += 1
 
     def failed(self, at: datetime, error: str) -> None:
         """A send failed transiently (deferred, refused, dropped, timed out)."""
         if self.failing_since is None:
             self.failing_since = at
         self.last_error = error
+        self.answered += 1

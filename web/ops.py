@@ -15,6 +15,11 @@ from scheduler.stats import DispatchStats
 from web.context import context_of
 
 
+def stale_seconds(interval_seconds: int) -> float:
+    """How long since the last pass before dispatch counts as stalled (/healthz, the watchdog)."""
+    return 3 * interval_seconds + 60.0
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     """200 when the database answers, the scheduler runs, ticks are recent and sending works."""
     context = context_of(request)
@@ -26,7 +31,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
         database = f"error: {type(err).__name__}"  # the type only: no URL, no reply
     running = context.scheduler_running()
     age = (now - stats.last_tick).total_seconds() if stats.last_tick else None
-    stale = timedelta(seconds=3 * context.config.dispatch.interval_seconds + 60).total_seconds()
+    stale = stale_seconds(context.config.dispatch.interval_seconds)
     relay, relay_ok = _relay(stats, now, stale)
     healthy = database == "ok" and running and age is not None and age <= stale and relay_ok
     body = {

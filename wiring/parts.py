@@ -22,6 +22,7 @@ from guide.private import private_folder
 from guide.store import Store
 from guide.tokens import LinkSigner, make_signer
 from scheduler.dispatch import Dispatcher
+from scheduler.ratelimit import RateLimiter
 from web.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def make_composer(config: Config, signer: LinkSigner | None = None) -> Composer:
         )
     factory = MessageFactory(config, TEMPLATES)
     return Composer(config, factory, signer or make_signer(config), dkim)
+
+
+def make_limiter(config: Config) -> RateLimiter:
+    """The send-rate limit of dispatch.rate_per_second and rate_per_hour (also after a reload)."""
+    return RateLimiter(config.dispatch.rate_per_second, config.dispatch.rate_per_hour)
 
 
 @dataclass
@@ -113,6 +119,7 @@ async def build(
         transport=transport,
         clock=clock,
         node=node_name(),
+        limiter=make_limiter(config),
     )
     return Parts(config, store, library, composer, transport, dispatcher)
 

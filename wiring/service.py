@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
 from datetime import UTC, datetime, timedelta
 
@@ -12,32 +14,97 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from guide.config import Config
 from web.app import create_app
+from web.context import WebContext
+from wiring.notify import Notifier
 from wiring.parts import Parts, build, web_context
+from wiring.reload import Reloader
 from wiring.stacks import task_stacks
+from wiring.watchdog import PassWatch, run_watchdog, status_line
 
 log = logging.getLogger(__name__)
 # How long a cancelled pass may take to wind down before the parts are closed anyway.
 _CANCEL_SECONDS = 5.0
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
-    """Run the web pages and the scheduler in one loop until SIGTERM or SIGINT."""
+async def serve(
+    config: Config, *, stop: asyncio.Event | None = None, notifier: Notifier | None = None
+) -> int:
+    """Run the web pages and the scheduler in one loop until SIGTERM or SIGINT; SIGHUP reloads.
+
+    Under systemd (Type=notify) it says READY=1 once the store, the lessons and the web port
+    are up, pings the watchdog while passes are healthy, and reports reloads and the stop.
+    """
+    notifier = notifier or Notifier.from_env(os.environ)
     parts = await build(config)
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = None
+    context = None
     if config.web.enabled:
+        context = web_context(parts, scheduler_running=lambda: bool(scheduler.running))
         # Listen first: if the port is taken, exit before any pass has started.
-        runner = await _start_web(config, parts, scheduler)
+        runner = await _start_web(config, context)
         if runner is None:
             await parts.close()
             return 1
+    _add_jobs(scheduler, config, parts, notifier)
+    # What is built by now lives as long as the process. Frozen, it is left out of the
+    # collector's full passes, which would otherwise walk it all (about 120,000 objects, tens
+    # of milliseconds) in the middle of whatever page or send happens to trigger one.
+    gc.freeze()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # SIGHUP (systemctl reload) re-reads config.yaml, lessons and templates; without a handler
+    # it would end the process with status 129, which Restart=on-failure does not restart.
+    reloader = Reloader(parts, context, notifier, parts.clock)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    # `kill -USR1` logs where every task waits: what a stop that hangs needs to be understood
+    # (a thread dump such as py-spy's shows only the idle event loop). It stays until the loop
+    # closes, so it also answers while asyncio.run() cancels what is left.
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
+    scheduler.start()
+    log.info(
+        "serving: transport %s, %d lesson sequence(s), a pass every %ds",
+        parts.transport.name,
+        len(parts.library.current()),
+        config.dispatch.interval_seconds,
+    )
+    notifier.ready(f"serving: a pass every {config.dispatch.interval_seconds} s")
+    watchdog = loop.create_task(
+        run_watchdog(notifier, PassWatch(parts.dispatcher, parts.clock()), parts.clock)
+    )
+    try:
+        await stop.wait()
+    finally:
+        notifier.stopping()
+        await reloader.close()  # a reload asked for from now on is ignored
+        await _stop(config, parts, scheduler, runner)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+        # Not SIG_DFL: a `systemctl reload` in the last moments must not end it with 129.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # Pinged until here: a stop is bounded by the grace and systemd's TimeoutStopSec.
+        watchdog.cancel()
+        notifier.close()
+    log.info("stopped")
+    return 0
+
+
+def _add_jobs(
+    scheduler: AsyncIOScheduler, config: Config, parts: Parts, notifier: Notifier
+) -> None:
+    """The dispatch pass every dispatch.interval_seconds, and the hourly purge of sign-ups."""
 
     async def tick() -> None:
         try:
-            await parts.dispatcher.tick()
+            report = await parts.dispatcher.tick()
         except Exception:
             # The service stays up: a failed pass is logged and the next one tries again.
             log.exception("dispatch pass failed")
+            return
+        if parts.dispatcher.stats.last_tick is not None and not parts.dispatcher.stopping.is_set():
+            notifier.status(status_line(report, parts.dispatcher, parts.dispatcher.stats.last_tick))
 
     async def purge() -> None:
         # Unconfirmed sign-ups carry no consent: delete them after web.pending_days.
@@ -56,42 +123,26 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> int:
         id="dispatch",
     )
     scheduler.add_job(purge, "interval", hours=1, coalesce=True, max_instances=1, id="purge")
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    # `kill -USR1` logs where every task waits: what a stop that hangs needs to be understood
-    # (a thread dump such as py-spy's shows only the idle event loop). It stays until the loop
-    # closes, so it also answers while asyncio.run() cancels what is left.
-    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
-    scheduler.start()
-    log.info(
-        "serving: transport %s, %d lesson sequence(s), a pass every %ds",
-        parts.transport.name,
-        len(parts.library.current()),
-        config.dispatch.interval_seconds,
-    )
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping: no new claims; waiting for in-flight sends")
-        # Stop the dispatcher before the scheduler: APScheduler's shutdown cancels a running
-        # pass, which would cut off the sends it should let finish (and a claim or a commit
-        # mid-transaction). A stopping pass ends by itself, within the grace period.
-        parts.dispatcher.stop()
-        if runner is not None:
-            await runner.cleanup()
-        grace = config.dispatch.shutdown_grace_seconds + 5
-        if not await _idle_within(parts, grace):
-            log.warning("in-flight sends did not finish in time; their leases are released")
-        scheduler.shutdown(wait=False)  # cancels a pass that is still running
-        if not await _idle_within(parts, _CANCEL_SECONDS):
-            log.error("the pass did not end when cancelled:\n%s", task_stacks())
-        await parts.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-    log.info("stopped")
-    return 0
+
+
+async def _stop(
+    config: Config, parts: Parts, scheduler: AsyncIOScheduler, runner: web.AppRunner | None
+) -> None:
+    """No new claims; in-flight sends finish within the grace; then the parts are closed."""
+    log.info("stopping: no new claims; waiting for in-flight sends")
+    # Stop the dispatcher before the scheduler: APScheduler's shutdown cancels a running
+    # pass, which would cut off the sends it should let finish (and a claim or a commit
+    # mid-transaction). A stopping pass ends by itself, within the grace period.
+    parts.dispatcher.stop()
+    if runner is not None:
+        await runner.cleanup()
+    grace = config.dispatch.shutdown_grace_seconds + 5
+    if not await _idle_within(parts, grace):
+        log.warning("in-flight sends did not finish in time; their leases are released")
+    scheduler.shutdown(wait=False)  # cancels a pass that is still running
+    if not await _idle_within(parts, _CANCEL_SECONDS):
+        log.error("the pass did not end when cancelled:\n%s", task_stacks())
+    await parts.close()
 
 
 async def _idle_within(parts: Parts, seconds: float) -> bool:
@@ -107,11 +158,9 @@ def _log_task_stacks() -> None:
     log.warning("asyncio tasks (SIGUSR1):\n%s", task_stacks())
 
 
-async def _start_web(
-    config: Config, parts: Parts, scheduler: AsyncIOScheduler
-) -> web.AppRunner | None:
+async def _start_web(config: Config, context: WebContext) -> web.AppRunner | None:
     """The running AppRunner of the subscriber pages, or None when the address is taken."""
-    app = create_app(web_context(parts, scheduler_running=lambda: bool(scheduler.running)))
+    app = create_app(context)
     runner = web.AppRunner(app, access_log=None)  # no access log: it would record tokens
     await runner.setup()
     try:

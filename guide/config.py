@@ -31,23 +31,13 @@ from guide.config_fields import (
     NotInFile,
     Number,
     Port,
-    Sentence,
     Subject,
     Unit,
     Word,
     ZeroMeans,
 )
 from guide.config_reader import ConfigFile, rule_error
-from guide.crisis import (
-    COUNTRIES_LIMIT,
-    DEFAULT_COUNTRIES,
-    DEFAULT_DIRECTORY,
-    LINES_LIMIT,
-    Country,
-    CrisisFooters,
-    CrisisLine,
-    unique_codes,
-)
+from guide.crisis import FooterConfig as FooterConfig  # its home is crisis.py; kept here too
 from guide.errors import ConfigError, YAMLSyntaxError
 from guide.keys import dkim_key_problem, link_key_problem
 from guide.text import ONE_LINE, is_one_line
@@ -127,41 +117,6 @@ class SenderConfig:
     def domain(self) -> str:
         """The domain of the sender address, used for Message-IDs and List-Id."""
         return self.address.rpartition("@")[2]
-
-
-@dataclass(frozen=True, config=_VALUES)
-class FooterConfig:
-    """Safety text every email carries: help lines per country, then a directory for the rest."""
-
-    countries: Annotated[
-        tuple[Country, ...],
-        Field(max_length=COUNTRIES_LIMIT),
-        AfterValidator(unique_codes),
-        Kind("a list of countries"),
-    ] = DEFAULT_COUNTRIES
-    # Lines every reader gets after their country's: a directory of helplines for the rest.
-    international: Annotated[
-        tuple[CrisisLine, ...],
-        Field(min_length=1, max_length=LINES_LIMIT),
-        Kind("a non-empty list of lines"),
-    ] = (DEFAULT_DIRECTORY,)
-    # Whose lines readers who never chose a country get (sign-ups from before the choice).
-    default_country: Annotated[Word, Kind("a code listed in footer.countries, or empty")] = "US"
-    emergency: Sentence = "If you are in danger right now, call your local emergency number."
-    disclaimer: Sentence = (
-        "This guide is educational. It is not a substitute for care from a licensed clinician "
-        "or advocate."
-    )
-
-    def __post_init__(self) -> None:
-        if self.default_country and self.default_country not in {c.code for c in self.countries}:
-            raise rule_error("default_country must be empty or a code listed in countries")
-
-    def crisis_footers(self) -> CrisisFooters:
-        """Every footer these settings give, built once per process part that sends or serves."""
-        return CrisisFooters(
-            self.countries, self.international, self.default_country, self.emergency
-        )
 
 
 @dataclass(frozen=True, config=_VALUES)

@@ -1,4 +1,4 @@
-"""Crisis resources per country: the configured lines, each reader's footer, zone → country."""
+"""footer: crisis lines per country, as configured; each reader's footer; timezone → country."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import dataclass as plain_dataclass
 from importlib import resources
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, Strict
+from pydantic import AfterValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
-from guide.config_fields import HttpURL, Kind, OneLine, RequiredLine
+from guide.config_fields import HttpURL, Kind, OneLine, RequiredLine, Sentence, Word
 from guide.config_reader import rule_error
 from guide.text import ValidationError
 
@@ -194,6 +194,44 @@ DEFAULT_DIRECTORY = CrisisLine(
     url="https://findahelpline.com",
     discreet_url="https://findahelpline.com",
 )
+
+
+@dataclass(frozen=True, config=_VALUES)
+class FooterConfig:
+    """Safety text every email carries: help lines per country, then a directory for the rest."""
+
+    countries: Annotated[
+        tuple[Country, ...],
+        Field(max_length=COUNTRIES_LIMIT),
+        AfterValidator(unique_codes),
+        Kind("a list of countries"),
+    ] = DEFAULT_COUNTRIES
+    # Lines every reader gets after their country's: a directory of helplines for the rest.
+    international: Annotated[
+        tuple[CrisisLine, ...],
+        Field(min_length=1, max_length=LINES_LIMIT),
+        Kind("a non-empty list of lines"),
+    ] = (DEFAULT_DIRECTORY,)
+    # Whose lines readers who never chose a country get (sign-ups from before the choice).
+    default_country: Annotated[Word, Kind("a code listed in footer.countries, or empty")] = "US"
+    emergency: Sentence = "If you are in danger right now, call your local emergency number."
+    disclaimer: Sentence = (
+        "This guide is educational. It is not a substitute for care from a licensed clinician "
+        "or advocate."
+    )
+
+    def __post_init__(self) -> None:
+        if self.default_country and self.default_country not in {c.code for c in self.countries}:
+            raise rule_error(
+                f"default_country {self.default_country} is not in countries: set it to one "
+                "of their codes, or empty"
+            )
+
+    def crisis_footers(self) -> CrisisFooters:
+        """Every footer these settings give, built once per process part that sends or serves."""
+        return CrisisFooters(
+            self.countries, self.international, self.default_country, self.emergency
+        )
 
 
 # --- what a footer shows ---------------------------------------------------------------------

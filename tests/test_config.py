@@ -260,7 +260,7 @@ ERRORS = [
         10,
         "unknown key",
     ),
-    ("footer:\n  default_country: FR\n", "footer", 1, "default_country must be empty or a code"),
+    ("footer:\n  default_country: FR\n", "footer", 1, "default_country FR is not in countries"),
     (
         "footer:\n  crisis_resources:\n    - name: A\n      contact: B\n",
         "footer.crisis_resources",

@@ -16,8 +16,8 @@ from sqlalchemy import Connection, text
 
 from delivery.compose import Composer
 from delivery.message import MessageFactory
-from guide.config import Config, FooterConfig
-from guide.crisis import ELSEWHERE, CrisisFooters, country_of_zone
+from guide.config import Config
+from guide.crisis import ELSEWHERE, CrisisFooters, FooterConfig, country_of_zone
 from guide.lessons import Sequence, load_library
 from guide.records import NewSubscriber, Subscriber
 from guide.store import MIGRATIONS, Store

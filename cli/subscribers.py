@@ -208,7 +208,7 @@ def remove_command(config: Config, who: str, sequence: str | None, erase: bool) 
 def export_command(
     config: Config, who: str | None, fmt: str, output: Path | None, sequence: str | None
 ) -> int:
-    """CSV or JSON of one subscriber (WHO) or everyone (GDPR access)."""
+    """CSV or JSON of one subscriber (WHO) or everyone (GDPR access); CSV re-imports."""
 
     async def export(parts: Parts) -> int:
         out: TextIO = sys.stdout
@@ -231,7 +231,12 @@ def export_command(
     return with_parts(config, export)
 
 
-@subscribers_group.command("import", help="Add subscribers from CSV: " + ", ".join(CSV_COLUMNS))
+@subscribers_group.command(
+    "import",
+    help="Add subscribers from CSV: "
+    + ", ".join(CSV_COLUMNS)
+    + " (a `subscribers export --format csv` file imports as it is).",
+)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="import nothing if any row is bad")
 @SEQUENCE
@@ -248,7 +253,7 @@ async def import_file(parts: Parts, path: Path, default_sequence: str, *, strict
     """Report bad rows by line, add the good ones (none with `strict`); 1 if any row was bad."""
     try:
         footers = parts.config.footer.crisis_footers()
-        rows, errors = read_rows(path, default_sequence, parts.library.current(), footers)
+        rows, errors, erased = read_rows(path, default_sequence, parts.library.current(), footers)
     except OSError as err:
         click.echo(f"error: cannot read {path}: {err.strerror or err}", err=True)
         return 1
@@ -266,15 +271,23 @@ async def import_file(parts: Parts, path: Path, default_sequence: str, *, strict
         return 1
     added = existing = 0
     now = system_clock()
-    news = (row.subscriber for row in rows)
+    # Each status its own run (an export's paused or unsubscribed people stay so), in order.
+    by_status: dict[str, list[NewSubscriber]] = {}
+    for row in rows:
+        by_status.setdefault(row.status, []).append(row.subscriber)
     with progress(len(rows), "importing") as step:
-        async for created in life.add_many(parts.store, news, now=now, actor="import"):
-            added += sum(created)
-            existing += len(created) - sum(created)
-            for _ in created:
-                step()
+        for status, news in by_status.items():
+            async for created in life.add_many(
+                parts.store, news, now=now, actor="import", status=status
+            ):
+                added += sum(created)
+                existing += len(created) - sum(created)
+                for _ in created:
+                    step()
+    left_out = f", {erased} erased row(s) left out (no address kept)" if erased else ""
     click.echo(
         f"imported {added} new, {existing} already present, {len(errors)} bad row(s) skipped"
+        + left_out
     )
     return 1 if errors else 0
 

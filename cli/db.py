@@ -27,10 +27,10 @@ EXIT_NOT_HERE = 2
 
 @click.group("db")
 def db_group() -> None:
-    """Database maintenance: schema versions, backups, moving to PostgreSQL."""
+    """Backups, schema versions, moving to PostgreSQL."""
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", short_help="Apply every migration.")
 @pass_config
 def upgrade_command(config: Config) -> int:
     """Apply every migration (serve and tick do this when they start)."""
@@ -43,7 +43,7 @@ async def upgraded(parts: Parts) -> int:
     return 0
 
 
-@db_group.command("history")
+@db_group.command("history", short_help="List schema revisions, mark the database's.")
 @pass_config
 def history_command(config: Config) -> int:
     """List the schema revisions, oldest first, marking the database's own."""
@@ -59,7 +59,7 @@ def history_command(config: Config) -> int:
     return 0
 
 
-@db_group.command("downgrade")
+@db_group.command("downgrade", short_help="Undo migrations down to REVISION.")
 @click.argument("revision")
 @pass_config
 def downgrade_command(config: Config, revision: str) -> int:
@@ -79,7 +79,7 @@ def downgrade_command(config: Config, revision: str) -> int:
     return 0
 
 
-@db_group.command("backup")
+@db_group.command("backup", short_help="Copy the SQLite database to FILE.")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--force", is_flag=True, help="replace FILE if it exists")
 @pass_config
@@ -93,7 +93,7 @@ def backup_command(config: Config, file: Path, force: bool) -> int:
     return 0
 
 
-@db_group.command("restore")
+@db_group.command("restore", short_help="Put a backup FILE in place of the database.")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_config
 def restore_command(config: Config, file: Path) -> int:
@@ -112,7 +112,7 @@ def restore_command(config: Config, file: Path) -> int:
     return 0
 
 
-@db_group.command("migrate-to")
+@db_group.command("migrate-to", short_help="Copy everything into an empty PostgreSQL.")
 @click.argument("url")
 @pass_config
 def migrate_to_command(config: Config, url: str) -> int:

@@ -55,6 +55,8 @@ def backup(source: Path, target: Path, *, force: bool = False) -> DatabaseFile:
         raise BackupError(f"{target} is the live database itself: choose another name")
     if target.exists() and not force:
         raise BackupError(f"{target} exists: choose another name, or --force to replace it")
+    if not target.parent.is_dir():
+        raise BackupError(f"no folder {target.parent}: create it first (mode 0700)")
     with _temporary(target) as temporary:
         with contextlib.closing(sqlite3.connect(source, timeout=10)) as live:
             # The online backup API copies a snapshot: in WAL mode serve keeps writing, and

@@ -82,11 +82,18 @@ def test_backup_refuses_to_overwrite_unless_forced(site: Site) -> None:
     assert rows(copy, "SELECT count(*) FROM deliveries") == [(3,)]
 
 
-def test_backup_without_a_database_says_so(site: Site) -> None:
+def test_backup_without_a_database_or_a_folder_says_so(site: Site) -> None:
     done = site.run("db", "backup", str(site.root / "copy.sqlite3"))
     assert done.code == 1
     assert done.err == f"error: no database at {site.database}: nothing to back up\n"
     assert not (site.root / "copy.sqlite3").exists()
+    asyncio.run(seed("", site.database, 2))
+    nowhere = site.root / "missing" / "copy.sqlite3"
+    done = site.run("db", "backup", str(nowhere))
+    assert (done.code, done.err) == (
+        1,
+        f"error: no folder {nowhere.parent}: create it first (mode 0700)\n",
+    )
 
 
 def test_restore_keeps_the_current_database_and_replaces_it_whole(site: Site) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass as plain_dataclass
 from importlib import resources
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
 from guide.config_fields import HttpURL, Kind, OneLine, RequiredLine, Sentence, Word
@@ -196,6 +196,15 @@ DEFAULT_DIRECTORY = CrisisLine(
 )
 
 
+def _replaced(value: object) -> object:
+    # A config.yaml from before the per-country lines: say what took its place, not just
+    # "unknown key", so an upgrade stops with the way forward.
+    raise rule_error(
+        "was replaced by footer.countries (lines per country) and footer.international: "
+        "see the footer section of the shipped config.yaml"
+    )
+
+
 @dataclass(frozen=True, config=_VALUES)
 class FooterConfig:
     """Safety text every email carries: help lines per country, then a directory for the rest."""
@@ -219,6 +228,7 @@ class FooterConfig:
         "This guide is educational. It is not a substitute for care from a licensed clinician "
         "or advocate."
     )
+    crisis_resources: Annotated[None, BeforeValidator(_replaced), Field(repr=False)] = None
 
     def __post_init__(self) -> None:
         if self.default_country and self.default_country not in {c.code for c in self.countries}:

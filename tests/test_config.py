@@ -265,7 +265,7 @@ ERRORS = [
         "footer:\n  crisis_resources:\n    - name: A\n      contact: B\n",
         "footer.crisis_resources",
         2,
-        "unknown key",
+        "was replaced by footer.countries (lines per country) and footer.international",
     ),
     ("dkim:\n  selector: s1\n  domain: example.org\n", "dkim.private_key_file", 2, "DKIM needs"),
     ("- a\n- b\n", "(top level)", 1, "must be a mapping of keys"),

@@ -127,3 +127,13 @@ async def test_manage_keeps_the_country_when_the_form_has_none(site: Site) -> No
     resp = await site.post(f"/manage/{token}/settings", form)
     assert resp.status == 400
     assert (await site.get_subscriber(sub.id)).country == "NZ"
+
+
+async def test_manage_offers_the_timezone_s_country_to_who_never_chose(site: Site) -> None:
+    sub = await site.add("ana@example.org")
+    await site.parts.store.change(sub.id, now=site.clock(), actor="test", timezone="Europe/Dublin")
+    page = await page_of(await site.client.get(f"/manage/{site.token('manage', sub.id)}"))
+    [chosen] = [a.get("value") for a in page.all("option") if "selected" in a and "data-zones" in a]
+    assert chosen == "IE"
+    # Until they save, the footer stays the default country's (US).
+    assert HOTLINE in footer_of(site_text(page.html))

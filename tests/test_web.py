@@ -766,7 +766,8 @@ async def test_manage_page_shows_status_progress_and_forms(site: Site) -> None:
     assert any(a.startswith("/erase/") for a in forms)
     assert any(a.startswith("/unsubscribe/") for a in forms)
     selected = [a.get("value") for a in page.all("option") if "selected" in a]
-    assert selected == ["Europe/Berlin", "US"]  # no country chosen: the default's lines
+    # No country chosen: the one of the timezone is offered (Germany: "Somewhere else").
+    assert selected == ["Europe/Berlin", "other"]
     labels = {a.get("for") for a in page.all("label")}
     for attrs in page.all("input") + page.all("select"):
         if attrs.get("type") != "hidden":

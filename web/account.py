@@ -66,6 +66,8 @@ async def manage(request: web.Request) -> web.StreamResponse:
         notice=NOTICES.get(request.query.get("done", ""), ""),
         zones=context.zones,
         discreet_name=context.config.sender.discreet_name,
+        # Not chosen yet (signed up before the choice): offer the timezone's country.
+        country=sub.country or context.footers.for_zone(sub.timezone),
     )
 
 

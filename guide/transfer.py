@@ -178,26 +178,21 @@ async def _refuse_non_empty(conn: AsyncConnection) -> None:
 async def _copy_table(
     reader: Connection, writer: AsyncConnection, table: Table, batch: int
 ) -> None:
-    """Every row of `table`, in id order, `batch` rows at a time."""
-    last = 0
-    while True:
-        rows = [
-            dict(row)
-            for row in reader.execute(
-                select(table).where(table.c.id > last).order_by(table.c.id).limit(batch)
-            ).mappings()
-        ]
-        if not rows:
-            return
-        await writer.execute(table.insert(), rows)
-        last = int(rows[-1]["id"])
+    """Every row of `table` in primary-key order, `batch` rows at a time (never all at once)."""
+    ordered = select(table).order_by(*table.primary_key.columns)
+    result = reader.execution_options(yield_per=batch).execute(ordered)
+    for chunk in result.mappings().partitions():
+        await writer.execute(table.insert(), [dict(row) for row in chunk])
 
 
 async def _reset_sequence(writer: AsyncConnection, table: Table, floor: int) -> None:
-    """Point the id sequence past every copied id, as SQLite's AUTOINCREMENT would continue."""
-    highest = (await writer.execute(select(func.max(table.c.id)))).scalar()
+    """Point an id sequence past every copied id, as SQLite's AUTOINCREMENT would continue."""
+    column = table.autoincrement_column
+    if column is None:
+        return
+    highest = (await writer.execute(select(func.max(column)))).scalar()
     value = max(int(highest or 0), floor)
-    sequence = f"pg_get_serial_sequence('{table.name}', 'id')"
+    sequence = f"pg_get_serial_sequence('{table.name}', '{column.name}')"
     if value:
         await writer.execute(text(f"SELECT setval({sequence}, :value, true)"), {"value": value})
     else:

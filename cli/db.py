@@ -167,7 +167,10 @@ def _where(config: Config) -> str:
 def _pg_tool(config: Config, tool: str, file: Path) -> str:
     """One line: the database is PostgreSQL, and the pg_dump or pg_restore command to run."""
     url = make_url(config.database_url)
-    where = [f"--host={url.host or 'localhost'}", f"--port={url.port or 5432}"]
+    # A Unix socket is given as ?host=/run/postgresql, as asyncpg and libpq both read it.
+    socket = url.query.get("host")
+    host = url.host or (socket if isinstance(socket, str) else None) or "localhost"
+    where = [f"--host={host}", f"--port={url.port or 5432}"]
     if url.username:
         where.append(f"--username={url.username}")
     name = url.database or ""

@@ -193,6 +193,23 @@ def test_restore_onto_a_new_host_needs_no_database_there(site: Site, tmp_path: P
     assert rows(site.database, "SELECT count(*) FROM subscribers") == [(4,)]
 
 
+def test_a_backup_from_an_older_schema_is_restored_and_upgraded_at_start(
+    site: Site, tmp_path: Path
+) -> None:
+    asyncio.run(seed("", site.database, 5))
+    assert site.run("db", "downgrade", "0001").code == 0
+    older = tmp_path / "older.sqlite3"
+    assert site.run("db", "backup", str(older)).code == 0
+    assert site.run("db", "upgrade").code == 0
+    done = site.run("db", "restore", str(older))
+    assert done.code == 0, done
+    assert f"(revision 0001: {COUNTS})" in done.out
+    assert done.out.endswith("its schema is upgraded to 0002 when the service next starts\n")
+    assert site.run("status").code == 0
+    assert rows(site.database, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert rows(site.database, "SELECT count(*) FROM subscribers WHERE country = ''") == [(4,)]
+
+
 def test_on_postgresql_backup_and_restore_name_the_tools_without_the_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,3 +228,10 @@ def test_on_postgresql_backup_and_restore_name_the_tools_without_the_password(
     assert back.err.startswith("db restore: the database is PostgreSQL; stop the service, then ")
     assert "pg_restore --clean --if-exists --no-owner" in back.err
     assert secret not in dump.err + back.err
+
+    socket = "postgresql+asyncpg://guide@/guide?host=/run/postgresql"
+    (tmp_path / "socket").mkdir()
+    local = Site(tmp_path / "socket", monkeypatch, capsys, database={"url": socket})
+    assert "--host=/run/postgresql --port=5432 --username=guide guide" in (
+        local.run("db", "backup", "guide.dump").err
+    )

@@ -110,6 +110,19 @@ def test_migrate_to_copies_everything_verified_and_ids_continue(
 
 
 @pytest.mark.postgres
+def test_a_wrong_password_is_a_configuration_error_that_names_where_it_came_from(
+    site: Site, empty_postgres: str
+) -> None:
+    asyncio.run(seed("", site.database, 2))
+    bare = without_password(make_url(empty_postgres)).render_as_string(hide_password=False)
+    done = site.run("db", "migrate-to", bare, DRG_DATABASE_PASSWORD="not-the-password")
+    assert (done.code, done.out) == (2, "")
+    assert done.err.startswith(f"configuration error: migrate-to URL: cannot open {bare}: ")
+    assert "wrong password? (it comes from $DRG_DATABASE_PASSWORD" in done.err
+    assert "not-the-password" not in done.err and done.err.count("\n") == 1
+
+
+@pytest.mark.postgres
 async def test_migrate_to_is_one_transaction_in_small_batches(
     tmp_path: Path, empty_postgres: str
 ) -> None:

@@ -85,10 +85,11 @@ def downgrade_command(config: Config, revision: str) -> int:
 @pass_config
 def backup_command(config: Config, file: Path, force: bool) -> int:
     """Copy the SQLite database to FILE (0600), consistent while the service runs."""
-    if config.database_url:
+    database = sqlite_file(config)
+    if database is None:
         click.echo(f"db backup: {_pg_tool(config, 'pg_dump', file)}", err=True)
         return EXIT_NOT_HERE
-    written = backups.backup(config.sqlite_path, file, force=force)
+    written = backups.backup(database, file, force=force)
     click.echo(f"wrote {file} ({written.summary()})")
     return 0
 
@@ -100,11 +101,12 @@ def restore_command(config: Config, file: Path) -> int:
     """Replace the SQLite database with the backup FILE; the current one is kept beside it.
 
     Stop the service first (it is refused while another process has the database open)."""
-    if config.database_url:
+    database = sqlite_file(config)
+    if database is None:
         click.echo(f"db restore: {_pg_tool(config, 'pg_restore', file)}", err=True)
         return EXIT_NOT_HERE
-    done = backups.restore(file, config.sqlite_path, now=system_clock())
-    click.echo(f"restored {file} to {config.sqlite_path} ({done.database.summary()})")
+    done = backups.restore(file, database, now=system_clock())
+    click.echo(f"restored {file} to {database} ({done.database.summary()})")
     if done.previous is not None:
         click.echo(f"the database it replaced is kept as {done.previous}")
     if done.database.revision != revisions.head():
@@ -122,35 +124,48 @@ def migrate_to_command(config: Config, url: str) -> int:
     $DRG_DATABASE_PASSWORD, database.password_file or $CREDENTIALS_DIRECTORY/database_password.
     One transaction: counts are verified per table, and nothing is kept if anything fails.
     Stop the service first, so nothing is written to SQLite after the copy."""
-    if config.database_url:
+    database = sqlite_file(config)
+    if database is None:
         raise ConfigError(
             "database.url", "the service already uses PostgreSQL; migrate-to copies from SQLite"
         )
+    if not database.is_file():
+        raise GuideError(f"no database at {database}: nothing to copy")
     target = target_url(url, config.source, os.environ)
 
     async def run() -> backups.DatabaseFile:
         # Opening the store applies any migration still due, so both sides end at head.
-        store = await Store.open("", sqlite_path=config.sqlite_path)
+        store = await Store.open(config.database_url, sqlite_path=database)
         await store.close()
-        done = await migrate_to(config.sqlite_path, target)
-        return backups.DatabaseFile(config.sqlite_path, done.revision, done.counts)
+        done = await migrate_to(database, target)
+        return backups.DatabaseFile(database, done.revision, done.counts)
 
     copied = asyncio.run(run())
     shown = without_password(target).render_as_string(hide_password=False)
-    click.echo(f"copied {config.sqlite_path} to {shown} ({copied.summary()}); counts verified")
+    click.echo(f"copied {database} to {shown} ({copied.summary()}); counts verified")
     click.echo(f"next: set database.url: {shown} in config.yaml, then start the service")
     return 0
 
 
+def sqlite_file(config: Config) -> Path | None:
+    """The SQLite file the service uses (state_dir's, or a sqlite URL's); None on PostgreSQL."""
+    if not config.database_url:
+        return config.sqlite_path
+    url = make_url(config.database_url)
+    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+
 async def _open(config: Config) -> Store:
     """The configured store as it is: no migration applied, no SQLite file created."""
-    if not config.database_url and not config.sqlite_path.is_file():
-        raise GuideError(f"no database at {config.sqlite_path}")
+    database = sqlite_file(config)
+    if database is not None and not database.is_file():
+        raise GuideError(f"no database at {database}")
     return await Store.open(config.database_url, sqlite_path=config.sqlite_path, migrate=False)
 
 
 async def _current(config: Config) -> str | None:
-    if not config.database_url and not config.sqlite_path.is_file():
+    database = sqlite_file(config)
+    if database is not None and not database.is_file():
         return None
     store = await _open(config)
     try:
@@ -161,7 +176,8 @@ async def _current(config: Config) -> str | None:
 
 def _where(config: Config) -> str:
     # The URL carries the password in memory ($DRG_DATABASE_PASSWORD): never print it.
-    return redact(config.database_url) if config.database_url else str(config.sqlite_path)
+    database = sqlite_file(config)
+    return str(database) if database is not None else redact(config.database_url)
 
 
 def _pg_tool(config: Config, tool: str, file: Path) -> str:

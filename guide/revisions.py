@@ -45,7 +45,7 @@ def revisions() -> list[Revision]:
         Revision(
             str(rev.revision),
             str(rev.down_revision) if rev.down_revision else None,
-            (rev.doc or "").strip().splitlines()[0] if rev.doc else "",
+            next(iter((rev.doc or "").strip().splitlines()), ""),
         )
         for rev in script.walk_revisions()
     ]

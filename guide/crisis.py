@@ -223,7 +223,8 @@ class FooterConfig:
     ] = (DEFAULT_DIRECTORY,)
     # Whose lines readers who never chose a country get (sign-ups from before the choice).
     default_country: Annotated[Word, Kind("a code listed in footer.countries, or empty")] = "US"
-    emergency: Sentence = "If you are in danger right now, call your local emergency number."
+    # Shown in both modes, so worded as any newsletter's footer could word it.
+    emergency: Sentence = "In an emergency, call your local emergency number."
     disclaimer: Sentence = (
         "This guide is educational. It is not a substitute for care from a licensed clinician "
         "or advocate."
@@ -289,11 +290,13 @@ class CrisisFooters:
             for discreet in (False, True):
                 lines = [_shown(line, discreet) for line in (country.lines if country else ())]
                 lines += [_shown(line, discreet) for line in international]
-                emergency = (
-                    f"If you are in danger right now, call {country.emergency}."
-                    if country
-                    else no_number
-                )
+                if country is None:
+                    emergency = no_number
+                elif discreet:
+                    # "In danger" would tell an onlooker what kind of guide this is.
+                    emergency = f"In an emergency, call {country.emergency}."
+                else:
+                    emergency = f"If you are in danger right now, call {country.emergency}."
                 self._footers[(code, discreet)] = CrisisFooter(tuple(lines), emergency)
 
     def resolve(self, country: str) -> str:

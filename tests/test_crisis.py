@@ -31,7 +31,17 @@ REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 SHIPPED = ("US", "CA", "GB", "IE", "AU", "NZ")
 # What a glance at a discreet footer must not show (issue 10), and the organisations' names.
-TOPIC = ("hotline", "violence", "abuse", "domestic", "refuge", "women", "respect", "suicide")
+TOPIC = (
+    "hotline",
+    "violence",
+    "abuse",
+    "domestic",
+    "refuge",
+    "women",
+    "respect",
+    "suicide",
+    "danger",
+)
 DIRECTORY = "https://findahelpline.com"
 
 

@@ -47,8 +47,9 @@ _COMMON_WORDS = (
     "includes including keeping keeps lesson looking meant mentions month names needs often "
     "people person possible short small someone sounds still takes talks their there things "
     "through weeks where within words working yourself "
-    # The neutral label of a crisis line in discreet mode, as issue 10 words it.
-    "support"
+    # The neutral label of a crisis line in discreet mode, as issue 10 words it, and the
+    # emergency sentence any newsletter's footer could carry ("In an emergency, call 911").
+    "support emergency"
 )
 COMMON = frozenset(_COMMON_WORDS.split())
 PREVIEW = 300  # characters of the text part a preview can show

@@ -184,6 +184,11 @@ def _exclusive(database: Path) -> Iterator[None]:
                 f"{database} is in use by another process: stop the service first "
                 "(systemctl stop daily-recovery-guide), then restore"
             ) from err
+        except sqlite3.DatabaseError:
+            # Damaged past opening ("file is not a database"): what a restore is for. Nothing
+            # can be using it, and it is kept as it is, beside the restored one.
+            yield
+            return
         if mode is None or str(mode[0]).lower() != "delete":
             raise BackupError(f"{database} is in use by another process: stop the service first")
         yield

@@ -193,6 +193,19 @@ def test_restore_onto_a_new_host_needs_no_database_there(site: Site, tmp_path: P
     assert rows(site.database, "SELECT count(*) FROM subscribers") == [(4,)]
 
 
+def test_restore_replaces_a_database_damaged_past_opening(site: Site, tmp_path: Path) -> None:
+    asyncio.run(seed("", site.database, 5))
+    copy = tmp_path / "copy.sqlite3"
+    assert site.run("db", "backup", str(copy)).code == 0
+    site.database.write_bytes(b"\0garbage" * 4096)
+    assert site.run("status").code != 0
+    done = site.run("db", "restore", str(copy))
+    assert done.code == 0, done
+    kept = next(site.state.glob("guide.sqlite3.before-restore-*"))
+    assert kept.read_bytes() == b"\0garbage" * 4096
+    assert site.run("status").code == 0
+
+
 def test_a_backup_from_an_older_schema_is_restored_and_upgraded_at_start(
     site: Site, tmp_path: Path
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from guide.revisions import head
 from tests.db_cli import Site, seed, site
 
 __all__ = ["site"]
@@ -24,6 +25,7 @@ conn.execute("SELECT count(*) FROM subscribers").fetchall()
 print("open", flush=True)
 sys.stdin.read()
 """
+HEAD = head()
 COUNTS = "subscribers 4, deliveries 3, events 4"
 
 
@@ -53,7 +55,7 @@ def test_backup_while_a_writer_is_busy_is_consistent_and_private(site: Site) -> 
     finally:
         writer.close()
     assert (done.code, done.err) == (0, "")
-    assert done.out == f"wrote {copy} (revision 0002: {COUNTS})\n"
+    assert done.out == f"wrote {copy} (revision {HEAD}: {COUNTS})\n"
     assert mode(copy) == 0o600
     assert rows(copy, "SELECT id, name FROM subscribers ORDER BY id") == [
         (1, "in the wal"),
@@ -110,7 +112,7 @@ def test_restore_keeps_the_current_database_and_replaces_it_whole(site: Site) ->
     kept = sorted(site.state.glob("guide.sqlite3.before-restore-*"))
     assert len(kept) == 1
     assert done.out == (
-        f"restored {copy} to {site.database} (revision 0002: {COUNTS})\n"
+        f"restored {copy} to {site.database} (revision {HEAD}: {COUNTS})\n"
         f"the database it replaced is kept as {kept[0]}\n"
     )
     assert mode(site.database) == 0o600 and mode(kept[0]) == 0o600
@@ -171,7 +173,7 @@ def test_restore_refuses_what_is_not_a_backup_of_this_service(site: Site) -> Non
         (
             newer,
             "is at schema revision 0099, which this version does not know (newest here: "
-            "0002): restore it with the version that wrote it",
+            f"{HEAD}): restore it with the version that wrote it",
         ),
         (site.root / "missing.sqlite3", "no backup at"),
     ):
@@ -217,9 +219,9 @@ def test_a_backup_from_an_older_schema_is_restored_and_upgraded_at_start(
     done = site.run("db", "restore", str(older))
     assert done.code == 0, done
     assert f"(revision 0001: {COUNTS})" in done.out
-    assert done.out.endswith("its schema is upgraded to 0002 when the service next starts\n")
+    assert done.out.endswith(f"its schema is upgraded to {HEAD} when the service next starts\n")
     assert site.run("status").code == 0
-    assert rows(site.database, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert rows(site.database, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     assert rows(site.database, "SELECT count(*) FROM subscribers WHERE country = ''") == [(4,)]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import make_url
 
 from guide.records import NewSubscriber
+from guide.revisions import head
 from guide.schema import metadata
 from guide.store import Store
 from guide.transfer import TransferError, migrate_to, without_password
@@ -92,7 +93,7 @@ def test_migrate_to_copies_everything_verified_and_ids_continue(
     done = site.run("db", "migrate-to", bare)
     assert (done.code, done.err) == (0, ""), done
     assert done.out == (
-        f"copied {site.database} to {bare} (revision 0002: subscribers 5, deliveries 4, "
+        f"copied {site.database} to {bare} (revision {head()}: subscribers 5, deliveries 4, "
         "events 5); counts verified\n"
         f"next: set database.url: {bare} in config.yaml, then start the service\n"
     )

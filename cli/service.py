@@ -53,7 +53,14 @@ def parse_instant(ctx: click.Context, param: click.Parameter, text: str | None) 
 @click.command("serve")
 @pass_config
 def serve_command(config: Config) -> int:
-    """Run the scheduler (and web pages) until stopped."""
+    """Run the scheduler (and web pages) until stopped.
+
+    SIGTERM or SIGINT: no new claims, in-flight sends finish within
+    dispatch.shutdown_grace_seconds, exit status 0. SIGHUP (systemctl reload): config.yaml,
+    the lessons and the templates are read again; rates, footer, sender names and log level
+    apply at once, other keys need a restart, and a bad edit keeps what runs. Under systemd
+    (Type=notify) it reports readiness, status and stop, and pings the watchdog.
+    """
     return asyncio.run(serve(config))
 
 

@@ -12,14 +12,25 @@ from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from guide.config_fields import UNKNOWN_KEY, FromKey, FromSecret, expected, marker, plain
+from guide.config_fields import (
+    PATH_LIMIT,
+    UNKNOWN_KEY,
+    FromKey,
+    FromSecret,
+    expected,
+    marker,
+    plain,
+)
 from guide.errors import ConfigError
 from guide.private import read_secret
+from guide.text import is_one_line
 from guide.yamlsrc import Mapping, SourceList
 
 T = TypeVar("T")
 K = TypeVar("K")
 _RULE = "config_rule"
+# The top-level key relative paths are relative to (the config file's folder when absent).
+BASE_DIR = "base_dir"
 _MAPPING_ERRORS = frozenset(
     ("dataclass_type", "dataclass_exact_type", "model_type", "model_attributes_type", "dict_type")
 )
@@ -47,8 +58,29 @@ class ConfigFile:
     ) -> None:
         self.data = Mapping() if data is None else data
         self.source = source
-        self.base = base
         self.env = env
+        self.base = self._base_dir(base)
+
+    def _base_dir(self, folder: Path) -> Path:
+        # Relative paths mean relative to base_dir when the file sets it, else to the file's
+        # folder: /etc/daily-recovery-guide/config.yaml can then name the checkout's lessons.
+        if not isinstance(self.data, dict) or self.data.get(BASE_DIR) is None:
+            if isinstance(self.data, dict):
+                self.data.pop(BASE_DIR, None)  # `base_dir:` alone keeps the default
+            return folder
+        line = self.data.line_of(BASE_DIR) if isinstance(self.data, Mapping) else 1
+        value = self.data.pop(BASE_DIR)
+        if not isinstance(value, str) or not value or not is_one_line(value):
+            message = "must be a folder path (absolute, or relative to this file's folder)"
+            raise ConfigError(BASE_DIR, message, source=f"{self.source}:{line}")
+        if len(value) > PATH_LIMIT:
+            message = f"must be at most {PATH_LIMIT} characters"
+            raise ConfigError(BASE_DIR, message, source=f"{self.source}:{line}")
+        chosen = folder / Path(value).expanduser()
+        if not chosen.is_dir():
+            message = f"{chosen} is not a folder"
+            raise ConfigError(BASE_DIR, message, source=f"{self.source}:{line}")
+        return chosen
 
     def build(self, root: type[T], keys: type[K]) -> tuple[T, K]:
         """The file validated as `root`, and as `keys`: the keys it holds under other names."""

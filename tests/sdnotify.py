@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -11,6 +13,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
 
@@ -156,3 +160,44 @@ def outbox(config: Path) -> list[Path]:
     """The messages written so far, oldest first."""
     new = config.parent / "state" / "outbox" / "new"
     return sorted(new.iterdir(), key=lambda path: path.stat().st_mtime_ns) if new.exists() else []
+
+
+def systemd_analyze() -> str:
+    """The systemd-analyze program, or a visible skip (a failure in CI)."""
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        message = "systemd-analyze is not installed (Debian: apt install systemd)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def systemd_root(root: Path) -> Path:
+    """`root` made a tree `systemd-analyze verify --root=` can load our unit in.
+
+    It needs systemd's own units (sysinit.target and the rest) and the programs the unit
+    runs (/bin/kill for ExecReload=), all inside the root.
+    """
+    host_units = next(
+        folder
+        for folder in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+        if folder.is_dir()
+    )
+    shutil.copytree(host_units, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    kill = shutil.which("kill") or "/bin/kill"
+    shutil.copy2(kill, root / "usr/bin/kill")
+    if not (root / "bin").exists():
+        (root / "bin").symlink_to("usr/bin")
+    return root
+
+
+def unit_settings(path: Path) -> dict[str, list[str]]:
+    """Every `Key=value` of a unit file, by key (a key may repeat)."""
+    settings: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings

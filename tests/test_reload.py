@@ -8,6 +8,10 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import aiohttp
+import pytest
+from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError
+
 from guide.config import load_config
 from guide.errors import LessonError, Problem
 from tests.harness import LESSONS, LINK_SECRET
@@ -22,7 +26,7 @@ from tests.sdnotify import (
     write_config,
 )
 from tests.test_serve import free_port
-from wiring.reload import changed_keys, describe, is_live, merged
+from wiring.reload import changed_keys, check_templates, describe, is_live, merged
 
 
 def test_changed_keys_are_named_as_in_config_yaml(tmp_path: Path) -> None:
@@ -63,11 +67,31 @@ def test_changed_keys_are_named_as_in_config_yaml(tmp_path: Path) -> None:
     assert changed_keys(old, old) == []
 
 
+def test_a_broken_template_is_found_before_anything_is_swapped(tmp_path: Path) -> None:
+    (tmp_path / "lesson.txt").write_text("Hello {{ name }}\n")
+    (tmp_path / "_footer.txt").write_text("line one\n{% if stop %}\nno endif\n")
+    env = Environment(loader=FileSystemLoader(tmp_path), autoescape=True)
+    with pytest.raises(TemplateSyntaxError) as caught:
+        check_templates(env)
+    assert describe(caught.value).startswith(f"{tmp_path / '_footer.txt'}:")
+    assert "\n" not in describe(caught.value)
+
+
 def test_a_failed_reload_is_described_in_one_line() -> None:
     problems = [Problem("lessons/a.yaml", 3, "title", "is required")] * 3
     assert describe(LessonError(problems)) == "lessons/a.yaml:3: title: is required (and 2 more)"
     missing = FileNotFoundError(2, "No such file or directory", "/etc/drg/config.yaml")
     assert describe(missing) == "/etc/drg/config.yaml: No such file or directory"
+
+
+DISCLAIMER = "Educational reading only, not clinical care."
+
+
+def text_of(message: Path) -> str:
+    parsed = BytesParser(policy=policy.default).parsebytes(message.read_bytes())
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
 
 
 def sender_name(message: Path) -> str:
@@ -98,8 +122,11 @@ async def test_sighup_swaps_live_keys_and_keeps_the_last_good_version(tmp_path: 
     )
     listener = NotifySocket(str(tmp_path / "notify"))
     serve = await start_serve(config, run_env(NOTIFY_SOCKET=listener.address))
+    url = f"http://127.0.0.1:{port}"
     try:
         await listener.until("READY", seconds=60)
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/subscribe") as page:
+            assert "<title>Daily Notes</title>" in await page.text()
         make_due(config, "a@example.org")
         await sent_one(listener)
 
@@ -110,6 +137,9 @@ async def test_sighup_swaps_live_keys_and_keeps_the_last_good_version(tmp_path: 
         await serve.line("needs a restart: web.port")
         line = await serve.line("reloaded ")
         assert "changed: sender.discreet_name, dispatch.rate_per_second" in line
+        # The pages took the new context too (and still listen on the old port).
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/subscribe") as page:
+            assert "<title>Morning Pages</title>" in await page.text()
         make_due(config, "b@example.org")
         await sent_one(listener)
 
@@ -121,8 +151,9 @@ async def test_sighup_swaps_live_keys_and_keeps_the_last_good_version(tmp_path: 
         assert f"{config}:" in error and "dispatch.rate_per_hour" in error
         quiet_from = len(serve.seen)
 
-        # The log level is live too: from WARNING on, the INFO lines stop.
-        write_config(tmp_path, port, live + "log_level: WARNING\n")
+        # The log level and the footer are live too: from WARNING on, the INFO lines stop.
+        footer = f"footer:\n  disclaimer: {DISCLAIMER}\n"
+        write_config(tmp_path, port, live + footer + "log_level: WARNING\n")
         await reload(serve, listener)
         make_due(config, "c@example.org")
         await sent_one(listener)
@@ -135,6 +166,7 @@ async def test_sighup_swaps_live_keys_and_keeps_the_last_good_version(tmp_path: 
     assert sender_name(first) == "Daily Notes"
     assert sender_name(second) == "Morning Pages"
     assert sender_name(third) == "Morning Pages"  # the bad edit changed nothing
+    assert DISCLAIMER not in text_of(second) and DISCLAIMER in text_of(third)
     assert [line for line in serve.seen if line.startswith("ERROR")] == [error]
     assert "Traceback" not in serve.log
     after = serve.seen[quiet_from:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.harness import LESSONS, LINK_SECRET, REPO
+from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
 
 
 def free_port() -> int:
@@ -92,3 +92,29 @@ async def test_serve_sends_due_lessons_and_stops_cleanly(tmp_path: Path, signum:
         ).fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (1,)
     assert oct((tmp_path / "state" / "guide.sqlite3").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_sighup_reloads_instead_of_ending_serve(tmp_path: Path) -> None:
+    # SIGHUP's default action ended serve with status 129, leases held, and systemd's
+    # Restart=on-failure does not restart a death by SIGHUP. Outside systemd too, it reloads.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nlessons:\n  dir: {LESSONS}\nweb:\n  enabled: false\n"
+    )
+    env = {**clean_env(), "DRG_LINK_SECRET": LINK_SECRET}
+    run = [sys.executable, str(REPO / "run.py"), "--config", str(config)]
+    serve = await asyncio.create_subprocess_exec(
+        *run, "serve", env=env, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    assert serve.stderr is not None
+    seen: list[str] = []
+    try:
+        await asyncio.wait_for(wait_for_line(serve.stderr, "serving:", seen), 60)
+        for _ in range(2):
+            serve.send_signal(signal.SIGHUP)
+            await asyncio.wait_for(wait_for_line(serve.stderr, "reloaded ", seen), 30)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(wait_for_line(serve.stderr, "stopped", seen), 60)
+    assert await asyncio.wait_for(serve.wait(), 30) == 0
+    assert "changed: nothing that applies while running" in "".join(seen)

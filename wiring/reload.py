@@ -204,7 +204,8 @@ class Reloader:
             try:
                 return await self._reload()
             finally:
-                self.notifier.ready("reload done" if not self.closed else "stopping")
+                if not self.closed:  # once stopping, READY=1 would contradict STOPPING=1
+                    self.notifier.ready("reload done")
 
     async def _reload(self) -> bool:
         source = self.parts.config.source or Path("(defaults)")

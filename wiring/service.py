@@ -77,8 +77,8 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        await reloader.close()  # one under way ends first; one asked for from now on is ignored
         notifier.stopping()
-        await reloader.close()  # a reload asked for from now on is ignored
         await _stop(config, parts, scheduler, runner)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)

@@ -76,7 +76,14 @@ class _Child:
     @property
     def alive(self) -> bool:
         """Whether requests can still be answered."""
-        return not self.gone.is_set() and self.process.returncode is None
+        # The stdin pipe can break (the child was killed) before its stdout ends: a request
+        # written then would only be counted by asyncio, which warns after a few of them.
+        stdin = self.process.stdin
+        return (
+            not self.gone.is_set()
+            and self.process.returncode is None
+            and not (stdin is None or stdin.is_closing())
+        )
 
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         try:

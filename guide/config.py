@@ -134,6 +134,8 @@ class DispatchConfig:
     shutdown_grace_seconds: Annotated[Number, Field(ge=0, le=600), SECONDS] = 30.0
     closing_email: Boolean = True
     sender_process: Boolean = True
+    # Every send failing this long (nothing delivered since the first failure): /healthz 503.
+    relay_alert_seconds: Annotated[Integer, Field(ge=1, le=86_400), SECONDS] = 300
 
 
 @dataclass(frozen=True, config=_VALUES)

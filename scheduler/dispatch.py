@@ -18,6 +18,7 @@ from guide.lessons import Sequence
 from guide.library import LessonLibrary
 from guide.records import Subscriber
 from guide.store import Store
+from scheduler.failures import log_failed_pass, relay_name
 from scheduler.outcomes import OutcomePolicy
 from scheduler.pipeline import Pass
 from scheduler.planner import Job, plan
@@ -69,7 +70,12 @@ class Dispatcher:
             self.settings.rate_per_second, self.settings.rate_per_hour
         )
         self.policy = OutcomePolicy(self.settings)
-        self.stats = DispatchStats()
+        self.stats = DispatchStats(
+            node=node,
+            relay=relay_name(config),
+            alert_seconds=self.settings.relay_alert_seconds,
+            clock=clock,
+        )
         self.stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
@@ -108,13 +114,24 @@ class Dispatcher:
             await Pass(self, now, report).run()
             if self.stats.halted is not None:
                 report.halted = str(self.stats.halted)
+        except Exception:
+            self.stats.failed_passes += 1
+            raise
+        else:
+            self.stats.succeeded(self.clock())
         finally:
             self.idle.set()
             self.stats.finished_pass(now, time.perf_counter() - started)
+        # Also between sends: a relay that failed and then saw no attempt is still failing.
+        self.stats.check_relay(self.clock())
         self.stats.totals.update(report.results)
         if report.claimed:
             log.info("tick at %s: %s", now.isoformat(timespec="seconds"), report)
         return report
+
+    def pass_failed(self, err: Exception) -> None:
+        """Log a pass that raised: one line naming what to check; the traceback at DEBUG."""
+        log_failed_pass(err, self.config)
 
     def halt(self, err: TransportConfigError) -> None:
         """Stop sending for good in this process: the configuration must be fixed first."""

@@ -1482,7 +1482,7 @@ async def test_healthz_fails_when_every_send_fails_for_longer_than_a_few_passes(
     assert body["status"] == "ok"  # one deferral is not an outage
     assert body["relay"].startswith("failing for 0 s") and body["failing_seconds"] == 0
 
-    grace = 3 * site.parts.config.dispatch.interval_seconds + 60
+    grace = site.parts.config.dispatch.relay_alert_seconds
     site.clock.advance(timedelta(seconds=grace + 1))
     await site.parts.dispatcher.tick()  # the pass is fresh: only the relay is wrong
     resp = await site.client.get("/healthz")
@@ -1492,7 +1492,8 @@ async def test_healthz_fails_when_every_send_fails_for_longer_than_a_few_passes(
     assert "connection refused by relay" in body["relay"]
     assert body["failing_seconds"] == grace + 1
     metrics = await (await site.client.get("/metrics")).text()
-    assert metric(metrics, "drg_sending_failing_seconds") == grace + 1
+    node = site.parts.dispatcher.node
+    assert metric(metrics, f'drg_sending_failing_seconds{{node="{node}"}}') == grace + 1
 
     site.transport.script.clear()  # the relay is back
     retried = await site.get_subscriber(sub.id)
@@ -1519,9 +1520,10 @@ async def test_metrics(site: Site) -> None:
     resp = await site.client.get("/metrics")
     assert resp.content_type == "text/plain"
     text = await resp.text()
-    assert metric(text, 'drg_messages_total{result="sent"}') == 1
-    assert metric(text, "drg_tick_duration_seconds_total") > 0
-    assert metric(text, "drg_ticks_total") == 1
+    node = site.parts.dispatcher.node
+    assert metric(text, f'drg_messages_total{{node="{node}",result="sent"}}') == 1
+    assert metric(text, f'drg_tick_duration_seconds_total{{node="{node}"}}') > 0
+    assert metric(text, f'drg_ticks_total{{node="{node}"}}') == 1
     assert metric(text, "drg_due_backlog") == 0
     assert metric(text, 'drg_subscribers{status="active"}') == 1
     assert metric(text, 'drg_subscribers{status="pending"}') == 1

@@ -10,9 +10,11 @@ import signal
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from guide.config import Config
+from web.admin.app import start_admin
 from web.app import create_app
 from web.context import WebContext
 from wiring.notify import Notifier
@@ -39,13 +41,20 @@ async def serve(
     scheduler = AsyncIOScheduler(timezone=UTC)
     runner = None
     context = None
-    if config.web.enabled:
+    if config.web.enabled or config.admin.configured:
         context = web_context(parts, scheduler_running=lambda: bool(scheduler.running))
+    if config.web.enabled and context is not None:
         # Listen first: if the port is taken, exit before any pass has started.
         runner = await _start_web(config, context)
         if runner is None:
             await parts.close()
             return 1
+    admin = await start_admin(config, context)  # its own address; off without an admin
+    if admin.failed:
+        if runner is not None:
+            await runner.cleanup()
+        await parts.close()
+        return 1
     _add_jobs(scheduler, config, parts, notifier)
     # What is built by now lives as long as the process. Frozen, it is left out of the
     # collector's full passes, which would otherwise walk it all (about 120,000 objects, tens
@@ -79,6 +88,7 @@ async def serve(
     finally:
         await reloader.close()  # one under way ends first; one asked for from now on is ignored
         notifier.stopping()
+        await admin.close()
         await _stop(config, parts, scheduler, runner)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
@@ -95,14 +105,17 @@ def _add_jobs(
     scheduler: AsyncIOScheduler, config: Config, parts: Parts, notifier: Notifier
 ) -> None:
     """The dispatch pass every dispatch.interval_seconds, and the hourly purge of sign-ups."""
+    overlap = PassOverlap(config.dispatch.interval_seconds)
 
     async def tick() -> None:
         try:
             report = await parts.dispatcher.tick()
-        except Exception:
-            # The service stays up: a failed pass is logged and the next one tries again.
-            log.exception("dispatch pass failed")
+        except Exception as err:
+            # The service stays up: a failed pass is logged (one line) and the next one tries.
+            parts.dispatcher.pass_failed(err)
             return
+        finally:
+            overlap.clear()
         if parts.dispatcher.stats.last_tick is not None and not parts.dispatcher.stopping.is_set():
             notifier.status(status_line(report, parts.dispatcher, parts.dispatcher.stats.last_tick))
 
@@ -123,6 +136,30 @@ def _add_jobs(
         id="dispatch",
     )
     scheduler.add_job(purge, "interval", hours=1, coalesce=True, max_instances=1, id="purge")
+    scheduler.add_listener(overlap.skipped, EVENT_JOB_MAX_INSTANCES)
+
+
+class PassOverlap:
+    """Says once per pass that it outlasts the interval (APScheduler warned every interval)."""
+
+    def __init__(self, interval: int) -> None:
+        self.interval = interval
+        self.said = False
+
+    def skipped(self, event: JobSubmissionEvent) -> None:
+        """A run was skipped because the last one still runs: one INFO line per pass."""
+        if event.job_id != "dispatch" or self.said:
+            return
+        self.said = True
+        log.info(
+            "the dispatch pass outlasts dispatch.interval_seconds (%d s); "
+            "the next pass starts when it ends",
+            self.interval,
+        )
+
+    def clear(self) -> None:
+        """The pass ended: a later one that outlasts the interval is said again."""
+        self.said = False
 
 
 async def _stop(

@@ -126,7 +126,8 @@ class DispatchConfig:
     interval_seconds: Annotated[Integer, Field(ge=1, le=3600), SECONDS] = 30
     batch_size: Annotated[Integer, Field(ge=1, le=100_000)] = 500
     connections: Annotated[Integer, Field(ge=1, le=64)] = 4
-    lease_seconds: Annotated[Integer, Field(ge=30, le=86_400), SECONDS] = 600
+    # Renewed every third of it while a node works: a dead node's claims pass on within it.
+    lease_seconds: Annotated[Integer, Field(ge=5, le=86_400), SECONDS] = 60
     commit_every: Annotated[Integer, Field(ge=1, le=10_000)] = 200
     rate_per_second: Annotated[Number, Field(ge=0, le=100_000), NO_LIMIT] = 0.0
     rate_per_hour: Annotated[Integer, Field(ge=0, le=100_000_000), NO_LIMIT] = 0

@@ -10,12 +10,12 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from guide.node_queries import NodeQueries
 from guide.records import Outcome, Retry, Sent, Stop, Subscriber
 from guide.schema import deliveries, events, subscribers
-from guide.transactions import Writes
 
 
-class DispatchQueries(Writes):
+class DispatchQueries(NodeQueries):
     """Mixed into Store: the queries of the hot path, kept apart from subscriber CRUD."""
 
     engine: AsyncEngine

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -129,4 +130,44 @@ events = Table(
     Column("actor", String(32), nullable=False),  # cli, web, dispatch, import
     Column("reason", Text, nullable=False, server_default=""),
     Index("ix_events_subscriber", "subscriber_id"),
+)
+
+# What the running nodes write about themselves: heartbeats and the shared send-rate budget.
+# Kept apart from `metadata` because it is not data about people: a backup counts, and
+# migrate-to copies, only the tables of `metadata`; these start empty on a new database and
+# fill again within a pass.
+runtime = MetaData()
+
+nodes = Table(
+    "nodes",
+    runtime,
+    Column("name", String(64), primary_key=True),  # a lease owner: host:pid
+    Column("started_at", UTCDateTime, nullable=False),
+    # Written at the end of each pass and by the lease renewal during a long one.
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("last_pass_at", UTCDateTime, nullable=True),
+    Column("last_pass_seconds", Float, nullable=True),
+    Column("last_pass_result", Text, nullable=True),
+    # Since when every send of this node has failed (the relay), and the last error.
+    Column("failing_since", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    runtime,
+    Column("name", String(32), primary_key=True),  # per_second, per_hour
+    Column("tokens", Float, nullable=False),
+    Column("stamp", UTCDateTime, nullable=False),
+)
+
+# Renewal and `status` find a node's leases without scanning every subscriber: only leased
+# rows are in this index, so it stays as small as the work in flight.
+leased_index = Index(
+    "ix_subscribers_leased",
+    subscribers.c.lease_owner,
+    subscribers.c.lease_until,
+    sqlite_where=subscribers.c.lease_owner.is_not(None),
+    postgresql_where=subscribers.c.lease_owner.is_not(None),
 )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from delivery.transports.base import Connection
 from guide.errors import TransportConfigError
 from guide.lessons import Sequence
+from guide.node_queries import Beat
 from guide.records import Outcome, Retry, Sent, Subscriber
 from scheduler.planner import Job
 
@@ -43,11 +44,44 @@ class Pass:
         # At most this many outcomes may be sent but not yet committed: the most a crash can
         # make us send twice (DESIGN.md: the duplicate window as small as physics allows).
         self.window = asyncio.Semaphore(self.settings.commit_every + connections)
+        self.lease = timedelta(seconds=self.settings.lease_seconds)
+        # Every lease this pass gives is at least this late; renewal extends only those.
+        self.first_lease = now + self.lease
+        self.started = 0.0  # the event loop's time when run() began
+        self.lease_lost = False
+        self.finished = asyncio.Event()
 
     def _go_on(self) -> bool:
-        return not self.d.stopping.is_set() and self.d.stats.halted is None
+        return not (self.d.stopping.is_set() or self.d.stats.halted or self.lease_lost)
+
+    def elapsed(self) -> timedelta:
+        """How long this pass has run, on the event loop's monotonic clock."""
+        return timedelta(seconds=asyncio.get_running_loop().time() - self.started)
+
+    def lease_until(self) -> datetime:
+        """The lease a claim or a renewal gives now: lease_seconds from this moment."""
+        # Counted from the pass's `now` plus the time it has run, so that `tick --now` (a
+        # simulated time) and the injected clock of tests lease consistently with claim_due.
+        return self.now + self.elapsed() + self.lease
 
     async def run(self) -> None:
+        """Run the pass with its leases renewed; then write this node's heartbeat."""
+        self.started = asyncio.get_running_loop().time()
+        renewer = asyncio.create_task(self.renew())
+        failure: BaseException | None = None
+        try:
+            await self.stages()
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            self.finished.set()
+            with contextlib.suppress(Exception):
+                await renewer
+            if not isinstance(failure, asyncio.CancelledError):
+                await self.beat(failure)
+
+    async def stages(self) -> None:
         """Start the stages, feed them, and wind them down in order."""
         recorder = asyncio.create_task(self.record())
         workers = [asyncio.create_task(self.connection()) for _ in range(self.settings.connections)]
@@ -72,12 +106,11 @@ class Pass:
         """Claim batches with a lease, one batch ahead of planning."""
         # Running ahead lets the database round trips overlap the sending instead of stalling
         # the workers between batches.
-        lease = timedelta(seconds=self.settings.lease_seconds)
         size = self.settings.batch_size
         store = self.d.store
         try:
             while self._go_on():
-                batch = await store.claim_due(self.now, size, self.d.node, self.now + lease)
+                batch = await store.claim_due(self.now, size, self.d.node, self.lease_until())
                 self.report.claimed += len(batch)
                 if not batch:
                     break
@@ -92,6 +125,58 @@ class Pass:
             await self.claimed.put(None)
             raise
         await self.claimed.put(None)
+
+    async def renew(self) -> None:
+        """Every lease_seconds / 3, extend the leases this pass holds (one UPDATE)."""
+        # A node that dies stops renewing, so its claims pass to others within a lease; one
+        # that lives keeps them however long its pass runs (a long backlog, a slow relay).
+        loop = asyncio.get_running_loop()
+        every = self.lease.total_seconds() / 3
+        held_until = loop.time() + self.lease.total_seconds()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.finished.wait(), every)
+                return
+            asked = loop.time()
+            try:
+                await self.d.store.renew(
+                    self.d.node, self.first_lease, self.lease_until(), self.now + self.elapsed()
+                )
+            except Exception as err:
+                if loop.time() + every < held_until:
+                    log.warning("could not renew this node's leases (%s); trying again", err)
+                    continue
+                # Past this point another node may take them: sending on would send twice.
+                log.error("could not renew this node's leases in time: this pass stops (%s)", err)
+                self.lease_lost = True
+                return
+            held_until = asked + self.lease.total_seconds()
+
+    async def beat(self, failure: BaseException | None) -> None:
+        """Write this node's heartbeat and how the pass went, for `status`."""
+        stats = self.d.stats
+        if failure is not None:
+            # The class only: a database error's text carries SQL parameters (addresses).
+            result = f"failed: {type(failure).__name__}"
+        else:
+            halted = f" (halted: {stats.halted})" if stats.halted is not None else ""
+            result = f"{self.report}{halted}"
+        seen = self.now + self.elapsed()
+        beat = Beat(
+            name=self.d.node,
+            started_at=self.now,
+            seen_at=seen,
+            last_pass_at=self.now,
+            last_pass_seconds=self.elapsed().total_seconds(),
+            last_pass_result=result[:500],
+            failing_since=stats.failing_since,
+            last_error=None if stats.failing_since is None else (stats.last_error or "")[:500],
+        )
+        try:
+            await self.d.store.beat(beat)
+        except Exception as err:
+            # The pass itself says what went wrong with the database; one line is enough.
+            log.debug("heartbeat not written: %s", err)
 
     async def produce(self) -> None:
         """Plan each claimed subscriber; a job to the workers, or an outcome straight away."""

@@ -89,6 +89,7 @@ class Parts:
     async def close(self) -> None:
         """Release this node's leases and close the database."""
         await self.store.release(self.dispatcher.node)
+        await self.store.node_stopped(self.dispatcher.node, self.clock())
         await self.transport.close()
         await self.store.close()
 

@@ -88,6 +88,19 @@ def preview_command(
     )
 
 
+@lessons_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--sequence", help="show only this sequence (default: all)")
+@pass_config
+def serve_command(config: Config, host: str, port: int, sequence: str | None) -> int:
+    """Preview every day in a browser; a saved edit shows within a second."""
+    # Imported here: the preview server imports this module for its check and samples.
+    from cli.lesson_server import run_preview
+
+    return run_preview(config, host, port, sequence, sys.stdout, sys.stderr)
+
+
 @click.command("send-test")
 @click.argument("day", type=int)
 @click.option("--to", required=True, help="recipient address")
@@ -117,14 +130,20 @@ def lessons_check(root: Path, out: TextIO, config: Config | None = None) -> int:
     sequences, problems = check_library(root)
     if config is not None and not problems:
         problems = render_problems(config, sequences)
-    for problem in problems:
-        print(problem, file=out)
+    for line in problem_report(problems):
+        print(line, file=out)
     if problems:
-        print(f"{len(problems)} problem(s) found.", file=out)
         return 1
     total = sum(len(s) for s in sequences.values())
     print(f"ok: {len(sequences)} sequence(s), {total} lesson(s)", file=out)
     return 0
+
+
+def problem_report(problems: list[Problem]) -> list[str]:
+    """What `lessons check` prints for `problems`: one line each, then how many; [] for none."""
+    if not problems:
+        return []
+    return [*(str(problem) for problem in problems), f"{len(problems)} problem(s) found."]
 
 
 def pick_sequence(root: Path, sequence_id: str, err: TextIO) -> Sequence | None:
@@ -171,9 +190,10 @@ def render_problems(config: Config, sequences: dict[str, Sequence]) -> list[Prob
     return lesson_render_problems(make_composer(config, signer), sequences, datetime.now(UTC))
 
 
-def _sample(
+def sample_message(
     composer: Composer, sequence: Sequence, day: int, recipient: Recipient, now: datetime
 ) -> SampleMessage:
+    """Day `day` of `sequence` composed by `composer` for `recipient`, links leading nowhere."""
     lesson = sequence.lesson_on_day(day)
     composed, readable = composer.sample(recipient, sequence, lesson, now)
     return SampleMessage(lesson, day, composed.data, readable.html, readable.text)
@@ -192,7 +212,9 @@ def render_sample(
 ) -> SampleMessage:
     """Render day `day` as subscriber `name` <`to`> would receive it, through the composer."""
     composer = make_composer(config, signer)
-    return _sample(composer, sequence, day, Recipient(to, name, discreet), now or datetime.now(UTC))
+    return sample_message(
+        composer, sequence, day, Recipient(to, name, discreet), now or datetime.now(UTC)
+    )
 
 
 def lessons_preview(

@@ -1,0 +1,28 @@
+// Reload when the lessons change: the server sends the version it shows now, and again after
+// every save; a page showing another version is out of date.
+(function () {
+  "use strict";
+  var shown = document.documentElement.getAttribute("data-version");
+  var live = document.querySelector("[data-live]");
+  var source = new EventSource("/events");
+  source.onmessage = function (event) {
+    if (event.data !== shown) {
+      window.location.reload();
+    }
+  };
+  source.onopen = function () {
+    if (live) { live.textContent = "live: saved edits show here"; live.classList.remove("off"); }
+  };
+  source.onerror = function () {
+    if (live) { live.textContent = "not connected: is lessons serve running?"; live.classList.add("off"); }
+  };
+  // Fit each frame to its email, so the page scrolls as one.
+  document.querySelectorAll("iframe.email").forEach(function (frame) {
+    frame.addEventListener("load", function () {
+      var doc = frame.contentDocument;
+      if (doc && doc.documentElement) {
+        frame.style.height = doc.documentElement.scrollHeight + "px";
+      }
+    });
+  });
+})();

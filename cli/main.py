@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cli.admin import admin_group
 from cli.context import DEFAULT_CONFIG, Invocation
 from cli.db import db_group
 from cli.lessons import lessons_group, send_test_command
@@ -85,6 +86,7 @@ for _command in (
     status_command,
     db_group,
     subscribers_group,
+    admin_group,
 ):
     guide.add_command(_command)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 
+from guide.admin_config import AdminConfig, AdminKeys
 from guide.config_fields import (
     URL_LIMIT,
     Boolean,
@@ -196,6 +197,7 @@ class Config:
     dispatch: DispatchConfig = DispatchConfig()
     web: WebConfig = WebConfig()
     dkim: DKIMConfig = DKIMConfig()
+    admin: AdminConfig = AdminConfig()
     link_secret: Annotated[
         str,
         AfterValidator(_strong_or_generated),
@@ -305,6 +307,7 @@ class FileKeys(_Keys):
     smtp: SMTPKeys = SMTPKeys()
     dispatch: DispatchKeys = DispatchKeys()
     dkim: DKIMKeys = DKIMKeys()
+    admin: AdminKeys = AdminKeys()
 
 
 def load_config(path: Path | None, env: AbstractMapping[str, str] | None = None) -> Config:

@@ -43,6 +43,8 @@ COMMIT_EVERY = 10
 SUBSCRIBERS = 700
 SLOW = 0.05  # node A's relay: 40 messages a second over two connections
 FAST = 0.005  # node B's
+# After a lease, so A has renewed; with a long lease by hand, while A still has work.
+KILL_AFTER = min(LEASE, 5) + 1.5
 
 
 def write_config(tmp_path: Path, name: str, port: int) -> Path:
@@ -159,7 +161,7 @@ def test_a_killed_node_hands_its_claims_over_within_a_lease(
     def kill_after_a_lease() -> None:
         # In A's DATA handler, before its 250: A dies with a message sent but not recorded.
         started = next(t for t, node, _ in arrivals if node == "A")
-        if victim and not killed.is_set() and time.monotonic() - started > LEASE + 1.5:
+        if victim and not killed.is_set() and time.monotonic() - started > KILL_AFTER:
             os.kill(victim[0].pid, signal.SIGKILL)
             kill_at.append(time.monotonic())
             killed.set()

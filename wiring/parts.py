@@ -22,7 +22,7 @@ from guide.private import private_folder
 from guide.store import Store
 from guide.tokens import LinkSigner, make_signer
 from scheduler.dispatch import Dispatcher
-from scheduler.ratelimit import RateLimiter
+from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from web.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,15 @@ def make_composer(config: Config, signer: LinkSigner | None = None) -> Composer:
     return Composer(config, factory, signer or make_signer(config), dkim)
 
 
-def make_limiter(config: Config) -> RateLimiter:
-    """The send-rate limit of dispatch.rate_per_second and rate_per_hour (also after a reload)."""
-    return RateLimiter(config.dispatch.rate_per_second, config.dispatch.rate_per_hour)
+def make_limiter(config: Config, store: Store | None = None) -> RateLimiter:
+    """The send-rate limit of dispatch.rate_per_second and rate_per_hour (also after a reload).
+
+    On PostgreSQL it is kept in the database, shared by every node: the relay's rate.
+    """
+    rates = config.dispatch.rate_per_second, config.dispatch.rate_per_hour
+    if store is not None and store.dialect == "postgresql":
+        return SharedRateLimiter(*rates, store)
+    return RateLimiter(*rates)
 
 
 @dataclass
@@ -120,7 +126,7 @@ async def build(
         transport=transport,
         clock=clock,
         node=node_name(),
-        limiter=make_limiter(config),
+        limiter=make_limiter(config, store),
     )
     return Parts(config, store, library, composer, transport, dispatcher)
 

@@ -142,7 +142,7 @@ def apply(parts: Parts, context: WebContext | None, candidate: Candidate) -> Non
     dispatcher = parts.dispatcher
     if any(key in RATES for key in candidate.live):
         # A new limiter only when a rate changed: the old one's tokens are what was just sent.
-        dispatcher.limiter = make_limiter(candidate.config)
+        dispatcher.limiter = make_limiter(candidate.config, parts.store)
     dispatcher.config = candidate.config
     dispatcher.settings = candidate.config.dispatch
     dispatcher.composer = candidate.composer

@@ -22,6 +22,7 @@ from guide.private import private_folder
 from guide.store import Store
 from guide.tokens import LinkSigner, make_signer
 from scheduler.dispatch import Dispatcher
+from scheduler.failures import describe
 from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from web.context import WebContext
 
@@ -94,8 +95,15 @@ class Parts:
 
     async def close(self) -> None:
         """Release this node's leases and close the database."""
-        await self.store.release(self.dispatcher.node)
-        await self.store.node_stopped(self.dispatcher.node, self.clock())
+        try:
+            await self.store.release(self.dispatcher.node)
+            await self.store.node_stopped(self.dispatcher.node, self.clock())
+        except Exception as err:
+            # A stop while the database is away still ends cleanly; the leases run out.
+            log.warning(
+                "leases not released (they expire after dispatch.lease_seconds): %s",
+                describe(err, self.config) or f"{type(err).__name__}: {err}",
+            )
         await self.transport.close()
         await self.store.close()
 

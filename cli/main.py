@@ -12,6 +12,7 @@ import click
 
 from cli.admin import admin_group
 from cli.context import DEFAULT_CONFIG, Invocation
+from cli.bounces import bounces_group
 from cli.db import db_group
 from cli.lessons import lessons_group, send_test_command
 from cli.service import serve_command, status_command, tick_command
@@ -86,6 +87,7 @@ for _command in (
     status_command,
     db_group,
     subscribers_group,
+    bounces_group,
     admin_group,
 ):
     guide.add_command(_command)

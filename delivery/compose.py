@@ -10,6 +10,7 @@ from email.utils import make_msgid
 from delivery.dkim import DKIMSigner
 from delivery.message import MessageFactory, Personal, PreparedMessage, Recipient
 from delivery.transports.base import Envelope
+from delivery.verp import ReturnPath
 from guide.config import Config
 from guide.lessons import Lesson, Sequence
 from guide.progress import CLOSING_ID
@@ -56,6 +57,12 @@ class Composer:
         self.factory = factory
         self.signer = signer
         self.dkim = dkim
+        # bounces.enabled: each subscriber's mail has a signed bounce address (delivery/verp.py).
+        self.return_path = (
+            ReturnPath.from_config(config.bounces, config.sender.domain, signer.secret)
+            if config.bounces.enabled
+            else None
+        )
 
     # -- links ---------------------------------------------------------------------------------
 
@@ -89,6 +96,12 @@ class Composer:
             subscriber.repeats,
         )
 
+    def envelope_sender(self, subscriber: Subscriber) -> str:
+        """The envelope sender (Return-Path) of mail to `subscriber`: the bounce address."""
+        if self.return_path is None:
+            return self.config.sender.address
+        return self.return_path.address(subscriber.id, subscriber.generation)
+
     # -- the kinds of email --------------------------------------------------------------------
 
     def lesson(
@@ -104,7 +117,8 @@ class Composer:
         prepared = self.factory.prepare_lesson(sequence, lesson, subscriber.country)
         message_id = message_id or self.message_id(subscriber, lesson.id)
         links = self.links(subscriber.id, now, message_id=message_id, lesson_id=lesson.id)
-        return self._compose(prepared, _recipient(subscriber), links, now)
+        sender = self.envelope_sender(subscriber)
+        return self._compose(prepared, _recipient(subscriber), links, now, sender)
 
     def closing(
         self, subscriber: Subscriber, sequence: Sequence, now: datetime, *, message_id: str = ""
@@ -113,7 +127,8 @@ class Composer:
         prepared = self.factory.prepare_closing(sequence, subscriber.country)
         message_id = message_id or self.message_id(subscriber, CLOSING_ID)
         links = self.links(subscriber.id, now, message_id=message_id)
-        return self._compose(prepared, _recipient(subscriber), links, now)
+        sender = self.envelope_sender(subscriber)
+        return self._compose(prepared, _recipient(subscriber), links, now, sender)
 
     def confirmation(self, subscriber: Subscriber, sequence: Sequence, now: datetime) -> Composed:
         """The double opt-in email; always discreet, with no manage link before consent."""
@@ -128,7 +143,7 @@ class Composer:
         # Whoever filled in the form may not be the person who reads this inbox, so the one
         # email sent before consent names nothing.
         recipient = Recipient(subscriber.email or "", subscriber.name, discreet=True)
-        return self._compose(prepared, recipient, links, now)
+        return self._compose(prepared, recipient, links, now, self.envelope_sender(subscriber))
 
     def sample(
         self, recipient: Recipient, sequence: Sequence, lesson: Lesson, now: datetime
@@ -156,12 +171,18 @@ class Composer:
     # -- assembly ------------------------------------------------------------------------------
 
     def _compose(
-        self, prepared: PreparedMessage, recipient: Recipient, personal: Personal, now: datetime
+        self,
+        prepared: PreparedMessage,
+        recipient: Recipient,
+        personal: Personal,
+        now: datetime,
+        sender: str = "",
     ) -> Composed:
         data = self.factory.build(prepared, recipient, personal, now)
         if self.dkim is not None:
             data = self.dkim.sign(data)
-        envelope = Envelope(self.config.sender.address, recipient.email, data)
+        # Test sends and previews name no subscriber: their bounces go to the sender address.
+        envelope = Envelope(sender or self.config.sender.address, recipient.email, data)
         return Composed(personal.message_id, envelope)
 
     def _readable(

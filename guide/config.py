@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.dataclasses import dataclass
 
 from guide.admin_config import AdminConfig, AdminKeys
+from guide.bounce_config import BounceConfig
 from guide.config_fields import (
     URL_LIMIT,
     Boolean,
@@ -197,6 +198,7 @@ class Config:
     dispatch: DispatchConfig = DispatchConfig()
     web: WebConfig = WebConfig()
     dkim: DKIMConfig = DKIMConfig()
+    bounces: BounceConfig = BounceConfig()
     admin: AdminConfig = AdminConfig()
     link_secret: Annotated[
         str,

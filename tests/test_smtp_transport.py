@@ -394,7 +394,8 @@ async def test_maildir_writes_one_private_file_into_new(tmp_path: Path) -> None:
     assert len(files) == 1
     assert files[0].name.endswith(".eml")
     assert files[0].name in result.reply
-    assert files[0].read_bytes() == message()
+    # The envelope sender first, as a delivering MTA records it; then the message unchanged.
+    assert files[0].read_bytes() == f"Return-Path: <{SENDER}>\r\n".encode() + message()
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert list((root / "tmp").iterdir()) == []
     assert list((root / "cur").iterdir()) == []
@@ -410,7 +411,8 @@ async def test_maildir_gives_every_message_its_own_file(tmp_path: Path) -> None:
     assert [r.status for r in results] == [Status.DELIVERED] * 2
     files = sorted((tmp_path / "outbox" / "new").iterdir())
     assert len({f.name for f in files}) == 2
-    assert sorted(f.read_bytes() for f in files) == sorted([message(1), message(2)])
+    expected = [f"Return-Path: <{SENDER}>\r\n".encode() + message(n) for n in (1, 2)]
+    assert sorted(f.read_bytes() for f in files) == sorted(expected)
 
 
 async def test_maildir_write_failure_is_transient(tmp_path: Path) -> None:

@@ -45,8 +45,10 @@ class MaildirTransport:
         temporary = self.root / "tmp" / name
         final = self.root / "new" / name
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # The envelope sender, as a delivering MTA records it: where a bounce would go.
+        return_path = f"Return-Path: <{envelope.sender}>\r\n".encode("ascii", "replace")
         try:
-            os.write(fd, envelope.data)
+            os.writev(fd, (return_path, envelope.data))
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import sys
@@ -19,7 +20,7 @@ import aiohttp
 import pytest
 
 from cli.logs import JournalFormatter, priority_of
-from tests.harness import REPO
+from tests.harness import LESSONS, REPO
 from tests.sdnotify import (
     NotifySocket,
     add_subscribers,
@@ -104,6 +105,29 @@ async def test_a_pass_that_outlasts_the_interval_is_said_once_not_warned_every_i
     assert "maximum number of running instances" not in log
     [said] = [line for line in log.splitlines() if "outlasts" in line]
     assert said.startswith("INFO ") and "dispatch.interval_seconds (1 s)" in said
+
+
+async def test_a_bad_lesson_edit_is_one_error_line_naming_the_file(tmp_path: Path) -> None:
+    lessons = tmp_path / "lessons"
+    shutil.copytree(LESSONS, lessons)
+    port = free_port()
+    config = write_config(tmp_path, port, lessons=lessons)
+    listener = NotifySocket(str(tmp_path / "notify"))
+    serve = await start_serve(config, run_env(NOTIFY_SOCKET=listener.address))
+    try:
+        await listener.until("READY", seconds=60)
+        broken = sorted((lessons / "no-contact").glob("*.yaml"))[3]
+        broken.write_text("id: [unclosed\n")
+        line = await serve.line("lesson files changed but are invalid")
+        await passes(listener, 3)
+        status, body = await health(port)
+    finally:
+        assert await serve.stop() == 0
+        listener.close()
+    assert line.startswith("ERROR ") and f"{broken.name}:" in line
+    assert serve.log.count("lesson files changed") == 1 and "Traceback" not in serve.log
+    # Still sending the last good version: not an outage.
+    assert status == 200 and body["lessons"].startswith("last edit invalid")
 
 
 def run_with_stderr(config: Path, stream: int, journal: str) -> int:

@@ -110,7 +110,7 @@ class DispatchStats:
         self.alerted = True
         log.error(
             "relay %s: every send has failed for %.0f s: %s "
-            "(check the relay, smtp.host and smtp.port; /healthz answers 503 until one is sent)",
+            "(check the relay, smtp.host and smtp.port; /healthz answers 503 until it accepts one)",
             self.relay,
             self.failing_seconds(now) or 0.0,
             self.last_error,

@@ -12,6 +12,7 @@ import click
 from cli.context import pass_config, with_parts
 from guide.clock import system_clock
 from guide.config import Config
+from guide.node_queries import Beat
 from guide.progress import next_step
 from wiring import Parts, serve
 
@@ -146,7 +147,86 @@ async def status(parts: Parts, now: datetime | None = None) -> int:
     click.echo(f"failing since:      {_ago(report['failing_since'], now)}")
     click.echo(f"last delivery:      {_ago(report['last_sent_at'], now)}")
     click.echo(f"oldest overdue:     {_ago(report['oldest_overdue'], now)}")
+    await show_nodes(parts, now)
     return 0
+
+
+async def show_nodes(parts: Parts, now: datetime) -> None:
+    """The last pass, the nodes seen lately, the leases they hold, and the relay."""
+    beats = await parts.store.nodes()
+    holders = await parts.store.holders()
+    stale = node_stale_after(parts.config)
+    passes = [b for b in beats if b.last_pass_at is not None]
+    if passes:
+        last = max(passes, key=lambda b: b.last_pass_at or now)
+        took = f"{last.last_pass_seconds or 0:.1f} s"
+        click.echo(
+            f"last pass:          {_ago(last.last_pass_at, now)}, {took} on {last.name}: "
+            f"{last.last_pass_result}"
+        )
+    else:
+        click.echo("last pass:          none recorded")
+    live = [b for b in beats if is_live(b, now, stale)]
+    click.echo(f"live nodes:         {len(live)}")
+    for beat in live:
+        click.echo(f"  {beat.name:<30} seen {_span(now - beat.seen_at)} ago")
+    # Gone without marking itself stopped (killed, or its host lost) within the last day.
+    lost = [
+        b for b in beats if b.stopped_at is None and stale < now - b.seen_at < timedelta(days=1)
+    ]
+    if lost:
+        click.echo(f"silent nodes:       {len(lost)} (ended without stopping: killed?)")
+    for beat in lost:
+        click.echo(f"  {beat.name:<30} last seen {_span(now - beat.seen_at)} ago")
+    held = sum(h.count for h in holders)
+    if holders:
+        first = min(h.first_expiry for h in holders)
+        click.echo(f"leases held:        {held}, the first runs out {_until(first, now)}")
+    else:
+        click.echo("leases held:        0")
+    for holder in holders:
+        click.echo(
+            f"  {holder.owner:<30} {holder.count}, the first runs out "
+            f"{_until(holder.first_expiry, now)}"
+        )
+    click.echo(f"relay:              {relay_line(live, now)}")
+
+
+def node_stale_after(config: Config) -> timedelta:
+    """How long a live node may go without a heartbeat: two of its longest silences."""
+    # A node writes at the end of every pass and, during a long pass, at every lease renewal.
+    silence = max(config.dispatch.interval_seconds, config.dispatch.lease_seconds / 3)
+    return timedelta(seconds=2 * silence + 10)
+
+
+def is_live(beat: Beat, now: datetime, stale: timedelta) -> bool:
+    """Whether a node is running: not stopped, and seen recently."""
+    return beat.stopped_at is None and now - beat.seen_at <= stale
+
+
+def relay_line(live: list[Beat], now: datetime) -> str:
+    """Whether the live nodes' sends are failing, since when and why."""
+    failing = [b for b in live if b.failing_since is not None]
+    if not failing:
+        return "ok (no live node reports failing sends)" if live else "unknown (no live node)"
+    worst = min(failing, key=lambda b: b.failing_since or now)
+    assert worst.failing_since is not None
+    return (
+        f"every send failing since {_ago(worst.failing_since, now)} on {worst.name}: "
+        f"{worst.last_error or 'no reply'} (check smtp.host, smtp.port and the relay)"
+    )
+
+
+def _span(delta: timedelta) -> str:
+    """A duration in whole seconds: '0:00:03', '1 day, 2:00:00'."""
+    return str(timedelta(seconds=round(delta.total_seconds())))
+
+
+def _until(instant: datetime, now: datetime) -> str:
+    """'in 0:00:40', or '0:05:00 ago (a dead node's: free for the next pass)'."""
+    if instant >= now:
+        return f"in {_span(instant - now)}"
+    return f"{_span(now - instant)} ago (expired: the next pass takes them over)"
 
 
 def _ago(instant: datetime | None, now: datetime) -> str:

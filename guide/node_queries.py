@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guide.schema import nodes, subscribers
 from guide.transactions import Writes
+
+FORGET = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,14 @@ class NodeQueries(Writes):
                 .where(subscribers.c.lease_owner == owner, subscribers.c.lease_until >= since)
                 .values(lease_until=until)
             )
-            await conn.execute(update(nodes).where(nodes.c.name == owner).values(seen_at=seen))
+            # An upsert: a node whose first pass is still running has no row yet.
+            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            row = {"name": owner, "started_at": seen, "seen_at": seen}
+            await conn.execute(
+                dialect.insert(nodes)
+                .values(row)
+                .on_conflict_do_update(index_elements=["name"], set_={"seen_at": seen})
+            )
         return int(result.rowcount)
 
     async def beat(self, beat: Beat) -> None:
@@ -102,6 +111,8 @@ class NodeQueries(Writes):
         query = insert.on_conflict_do_update(index_elements=["name"], set_=changed)
         async with self.writing() as conn:
             await conn.execute(query)
+            # Every process is a node (each tick too): forget those gone for a week.
+            await conn.execute(delete(nodes).where(nodes.c.seen_at < beat.seen_at - FORGET))
 
     async def node_stopped(self, name: str, at: datetime) -> None:
         """Mark a node as stopped on purpose (a dead one is only not seen any more)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -216,6 +217,13 @@ def test_a_killed_node_hands_its_claims_over_within_a_lease(
     assert query(database, "SELECT count(*) FROM subscribers WHERE lease_owner IS NOT NULL") == [
         (0,)
     ]
+    # Both wrote heartbeats; B marked itself stopped, killed A could not.
+    marked = {
+        str(name): stopped_at
+        for name, stopped_at in query(database, "SELECT name, stopped_at IS NOT NULL FROM nodes")
+    }
+    host = socket.gethostname()
+    assert marked == {f"{host}:{node_a.pid}"[:64]: 0, f"{host}:{node_b.pid}"[:64]: 1}
     # A renewed its leases while it sent: B never sent what A was still sending.
     a_sent = {rcpt for _, node, rcpt in arrivals if node == "A"}
     b_sent = {rcpt for _, node, rcpt in arrivals if node == "B"}

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, TextIO
 
 from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 # Piped output is for scripts and files: never cut a line to fit a screen that is not there.
@@ -122,3 +129,16 @@ def _quarter_lines(total: int, stream: TextIO) -> Step:
             print(f"[{bar}] {percent:3d}% {done}/{total}", file=stream, flush=True)
 
     return step
+
+
+@contextmanager
+def live_count(total: int, label: str, stream: TextIO) -> Iterator[Callable[[int], None]]:
+    """A progress bar of `done` out of `total` on a terminal; nothing at all when piped."""
+    # Piped (cron, a log), the command's one summary line is the whole output.
+    if not stream.isatty():
+        yield lambda done: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeElapsedColumn(), console=console(stream)) as bar:
+        task = bar.add_task(label, total=max(total, 1))
+        yield lambda done: bar.update(task, completed=min(done, total))

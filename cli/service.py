@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.context import pass_config, with_parts
+from cli.output import live_count
 from guide.clock import system_clock
 from guide.config import Config
 from guide.node_queries import Beat
@@ -75,7 +77,7 @@ def now_option(help: str) -> Callable[[F], F]:
 @click.option("--dry-run", is_flag=True, help="print who would get which lesson; change nothing")
 @pass_config
 def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
-    """One dispatch pass, for cron and tests.
+    """One dispatch pass, for cron and tests (a progress bar on a terminal).
 
     Exit status 0: the pass ran; 1: it could not run (lessons, database); 2: a usage or
     configuration error; 3: the relay halted sending (authentication, TLS): fix smtp.* first;
@@ -88,13 +90,31 @@ def tick_command(config: Config, now: datetime | None, dry_run: bool) -> int:
 @now_option("report as of this time (ISO 8601 with offset), e.g. after `tick --now`")
 @pass_config
 def status_command(config: Config, now: datetime | None) -> int:
-    """Subscribers by status, what is due, failures, and how late the oldest lesson is."""
+    """Subscribers by status, what is due, failures, and how late the oldest lesson is.
+
+    Then the last pass (when, how long, on which node, its result), the nodes running now and
+    any that ended without stopping, the leases held (by node, and when the first runs out),
+    and whether the relay is refusing every send. Exit status 0; 1 if the database cannot be
+    read.
+    """
     return with_parts(config, lambda parts: status(parts, now))
 
 
 async def tick(parts: Parts, now: datetime | None) -> int:
-    """One real pass; prints its report."""
-    report = await parts.dispatcher.tick(now or system_clock())
+    """One real pass; prints its report (after a progress bar, on a terminal)."""
+    now = now or system_clock()
+    stdout = sys.stdout
+    total = 0
+    if stdout.isatty():
+        figures = await parts.store.report(now, now, now)
+        total = int(figures["due_now"])
+    with live_count(total, "sending", stdout) as show:
+        watcher = asyncio.create_task(_follow(parts, show))
+        try:
+            report = await parts.dispatcher.tick(now)
+        finally:
+            watcher.cancel()
+        show(sum(report.results.values()))
     click.echo(str(report))
     if report.halted:
         return TICK_HALTED
@@ -104,6 +124,15 @@ async def tick(parts: Parts, now: datetime | None) -> int:
         click.echo(f"{missing} claimed subscriber(s) got no outcome; see the log", err=True)
         return TICK_INCOMPLETE
     return TICK_OK
+
+
+async def _follow(parts: Parts, show: Callable[[int], None]) -> None:
+    """Move the bar as the relay answers, five times a second."""
+    stats = parts.dispatcher.stats
+    before = stats.answered
+    while True:
+        show(stats.answered - before)
+        await asyncio.sleep(0.2)
 
 
 async def dry_tick(parts: Parts, now: datetime | None) -> int:

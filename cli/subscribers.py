@@ -36,7 +36,7 @@ def subscribers_group() -> None:
 
 @subscribers_group.command("add")
 @click.argument("email")
-@click.option("--name", default="")
+@click.option("--name", default="", help="how emails greet them (default: no name)")
 @click.option("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
 @click.option("--at", default="08:00", help="local send time HH:MM (default 08:00)")
 @click.option("--discreet", is_flag=True, help="neutral sender name and subjects")
@@ -201,7 +201,13 @@ def remove_command(config: Config, who: str, sequence: str | None, erase: bool) 
 
 @subscribers_group.command("export")
 @click.argument("who", required=False)
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="json",
+    help="json (default: everything held) or csv (re-imports with subscribers import)",
+)
 @click.option("--output", type=click.Path(path_type=Path), help="file (default: standard output)")
 @SEQUENCE
 @pass_config

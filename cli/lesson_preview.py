@@ -150,7 +150,11 @@ class Preview:
         async for changes in awatch(*folders, stop_event=stop, step=50, debounce=400):
             # An editor's temporary files are changes too, but not worth naming.
             names = sorted({display(Path(path)) for _, path in changes if _named(path)})
-            snapshot = await asyncio.to_thread(self.rebuild, self.current)
+            try:
+                snapshot = await asyncio.to_thread(self.rebuild, self.current)
+            except Exception:  # a bug, not a bad edit: say so, and keep watching
+                log.exception("could not rebuild the preview after a change")
+                continue
             self.publish(snapshot)
             outcome = snapshot.report[-1] if snapshot.broken else "ok"
             report(f"changed: {', '.join(names) or 'the folder'}: {outcome}")

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -22,9 +23,7 @@ from wiring.parts import TEMPLATES, make_composer
 
 PAGES = TEMPLATES / "preview"
 KEEPALIVE = 15.0  # seconds between event-stream lines, so an idle stream is not cut by a proxy
-MODES = ("normal", "discreet")
 PREVIEW = web.AppKey("preview", Preview)
-SETTINGS = web.AppKey("settings", dict[str, Any])
 # The pages' own scripts and styles only; the email's HTML may style itself inline, nothing more.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -34,6 +33,18 @@ EMAIL_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 Report = Callable[[str], None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every page needs besides the snapshot."""
+
+    only: str | None  # the one sequence shown, or None for all
+    env: Environment
+    hosts: set[str] = field(default_factory=set)  # Host headers answered; empty: any
+
+
+SETTINGS = web.AppKey("settings", Settings)
 
 
 def page_env() -> Environment:
@@ -49,16 +60,19 @@ def page_env() -> Environment:
 
 @web.middleware
 async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse other Host names (a DNS-rebinding page must not read drafts); no caching."""
-    hosts: set[str] = request.app[SETTINGS]["hosts"]
+    """Refuse other Host names: a page of another site, rebound to 127.0.0.1, reads nothing."""
+    hosts = request.app[SETTINGS].hosts
     if hosts and request.host not in hosts:
         raise web.HTTPMisdirectedRequest(text="this preview answers only on its own address\n")
-    response = await handler(request)
+    return await handler(request)
+
+
+async def with_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response: no caching (a reload shows the new text), no referrer, no sniffing."""
     response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 def create_app(
@@ -67,7 +81,8 @@ def create_app(
     """The preview's pages over `preview`, watching its folders while the app runs."""
     app = web.Application(middlewares=[guarded])
     app[PREVIEW] = preview
-    app[SETTINGS] = {"only": only, "env": page_env(), "hosts": set()}
+    app[SETTINGS] = Settings(only, page_env())
+    app.on_response_prepare.append(with_headers)
     app.router.add_get("/", index)
     app.router.add_get("/events", events)
     app.router.add_get("/static/{name:preview\\.(css|js)}", static)
@@ -95,13 +110,10 @@ def render(request: web.Request, name: str, status: int = 200, **context: Any) -
     settings = request.app[SETTINGS]
     snapshot: Snapshot = context["snapshot"]
     shown = {
-        key: value for key, value in snapshot.sequences.items() if settings["only"] in (None, key)
+        key: value for key, value in snapshot.sequences.items() if settings.only in (None, key)
     }
-    text = (
-        settings["env"]
-        .get_template(name)
-        .render(version=snapshot.version, sequences=shown, only=settings["only"], **context)
-    )
+    template = settings.env.get_template(name)
+    text = template.render(version=snapshot.version, sequences=shown, only=settings.only, **context)
     return web.Response(text=text, status=status, content_type="text/html")
 
 
@@ -130,7 +142,7 @@ async def day_page(request: web.Request) -> web.Response:
         request.match_info["mode"],
     )
     found = snapshot.find(sequence_id, day)
-    only = request.app[SETTINGS]["only"]
+    only = request.app[SETTINGS].only
     if found is None or only not in (None, sequence_id):
         # Still a live page: once a save adds this day it appears here by itself.
         return render(request, "day.html", 404, snapshot=snapshot, day=day, mode=mode, lesson=None)
@@ -226,13 +238,13 @@ async def serve_preview(
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1]
-        app[SETTINGS]["hosts"].update(allowed_hosts(host, bound))
+        app[SETTINGS].hosts.update(allowed_hosts(host, bound))
         name = f"[{host}]" if ":" in host else host
         if not is_loopback(host):
             warning = f"warning: {host} is reachable from other machines; the preview has no login"
             print(warning, file=err)
-        state = preview.current.report[-1] if preview.current.broken else "ok"
-        report(f"previewing {display(lessons)} at http://{name}:{bound}/ ({state}; Ctrl-C stops)")
+        state = preview.current.report[-1].rstrip(".") if preview.current.broken else "ok"
+        report(f"previewing {display(lessons)} at http://{name}:{bound}/: {state} (Ctrl-C stops)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

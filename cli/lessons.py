@@ -90,7 +90,9 @@ def preview_command(
 
 @lessons_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port", default=8090, show_default=True, type=click.IntRange(0, 65535), help="0: any free one"
+)
 @click.option("--sequence", help="show only this sequence (default: all)")
 @pass_config
 def serve_command(config: Config, host: str, port: int, sequence: str | None) -> int:

@@ -96,6 +96,13 @@ async def test_a_saved_edit_is_served_and_a_broken_one_shows_the_checkers_lines(
 
         # A page from another Host name (a rebinding attack's) is refused.
         async with aiohttp.ClientSession() as http:
+            # The pages run their own script only; the email may not run any, nor load anything.
+            async with http.get(server.base + DAY) as page_response:
+                assert "script-src 'self';" in page_response.headers["Content-Security-Policy"]
+                assert page_response.headers["Cache-Control"] == "no-store"
+            async with http.get(server.base + DAY + "/email.html") as email_response:
+                policy = email_response.headers["Content-Security-Policy"]
+                assert policy == "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
             headers = {"Host": "attacker.example"}
             async with http.get(server.base + DAY, headers=headers) as refused:
                 assert refused.status == 421

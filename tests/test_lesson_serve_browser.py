@@ -36,7 +36,7 @@ async def test_the_open_page_reloads_itself_after_a_save(tmp_path: Path, browser
         await frame.locator("h1", has_text="What the month ahead will cover").wait_for()
         # The frame is fitted to the email, so the page scrolls as one.
         await page.wait_for_function(
-            "document.querySelector('iframe.email').getBoundingClientRect().height > 900"
+            "() => document.querySelector('iframe.email').getBoundingClientRect().height > 900"
         )
         await shoot(page, "preview-day")
 
@@ -49,7 +49,9 @@ async def test_the_open_page_reloads_itself_after_a_save(tmp_path: Path, browser
         assert await page.evaluate("window.notReloaded") is None
         await frame.locator("h1", has_text="A calm map of the month").wait_for()
         print(f"the open page showed the edit {took:.2f} s after the save")
-        assert took < 2.0, f"the save took {took:.2f} s to show"
+        # About 0.8 s on an idle machine (watchfiles' 50 ms, the check, the reload); the bound
+        # leaves room for a busy one.
+        assert took < 3.0, f"the save took {took:.2f} s to show"
 
         # A broken save: the checker's lines in place of the email; fixed, the email is back.
         edit(lesson, r"^phase: .*$", "phase: not-a-phase")

@@ -16,13 +16,16 @@
   source.onerror = function () {
     if (live) { live.textContent = "not connected: is lessons serve running?"; live.classList.add("off"); }
   };
-  // Fit each frame to its email, so the page scrolls as one.
+  // Fit each frame to its email, so the page scrolls as one; a frame may have loaded before
+  // this script ran, so it is fitted now as well as on load.
+  function fit(frame) {
+    var doc = frame.contentDocument;
+    if (doc && doc.readyState === "complete" && doc.URL !== "about:blank") {
+      frame.style.height = doc.documentElement.scrollHeight + "px";
+    }
+  }
   document.querySelectorAll("iframe.email").forEach(function (frame) {
-    frame.addEventListener("load", function () {
-      var doc = frame.contentDocument;
-      if (doc && doc.documentElement) {
-        frame.style.height = doc.documentElement.scrollHeight + "px";
-      }
-    });
+    frame.addEventListener("load", function () { fit(frame); });
+    fit(frame);
   });
 })();

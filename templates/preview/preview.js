@@ -21,11 +21,16 @@
   function fit(frame) {
     var doc = frame.contentDocument;
     if (doc && doc.readyState === "complete" && doc.URL !== "about:blank") {
+      // Measured from nothing: a frame taller than its email would otherwise stay so.
+      frame.style.height = "0";
       frame.style.height = doc.documentElement.scrollHeight + "px";
     }
   }
-  document.querySelectorAll("iframe.email").forEach(function (frame) {
+  var frames = document.querySelectorAll("iframe.email");
+  frames.forEach(function (frame) {
     frame.addEventListener("load", function () { fit(frame); });
     fit(frame);
   });
+  // A narrower or wider window wraps the email anew.
+  window.addEventListener("resize", function () { frames.forEach(fit); });
 })();

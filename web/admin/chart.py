@@ -8,13 +8,13 @@ from markupsafe import Markup, escape
 
 from web.admin.queries import DayCount
 
-WIDTH, HEIGHT = 600, 160
-_TOP, _BOTTOM, _LEFT = 12, 24, 40  # room for the scale on the left and dates below
+# The plot's own units; the page stretches it to its width, and the labels are HTML text
+# beside it, so they keep their size on a phone and on a wide screen alike.
+WIDTH, HEIGHT = 300, 100
 _BAR = "#2d5b5f"
-_INK = "#5b5750"
 
 
-def _nice_top(peak: int) -> int:
+def nice_top(peak: int) -> int:
     """The smallest 1, 2 or 5 × 10^n at or above `peak`: a scale top that reads easily."""
     magnitude = 1
     while True:
@@ -25,44 +25,33 @@ def _nice_top(peak: int) -> int:
 
 
 def sent_chart(days: Sequence[DayCount]) -> Markup:
-    """An SVG bar per day, its count in a tooltip; the scale's top and the first and last day."""
+    """A bar per day (its date and count as a tooltip), the scale's top, the first and last day."""
     peak = max((d.sent for d in days), default=0)
-    top = _nice_top(max(peak, 1))
-    plot_w, plot_h = WIDTH - _LEFT, HEIGHT - _TOP - _BOTTOM
-    slot = plot_w / max(len(days), 1)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-labelledby="chart-title" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="chart-title">Lessons sent per day, last {len(days)} days: '
-        f"{sum(d.sent for d in days):,} in all, at most {peak:,} in one day</title>",
-        f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{WIDTH}" y2="{_TOP + plot_h}" '
-        f'stroke="{_INK}" stroke-width="1"/>',
-        f'<line x1="{_LEFT}" y1="{_TOP}" x2="{WIDTH}" y2="{_TOP}" stroke="#ddd6ca" '
-        'stroke-width="1"/>',
-        f'<text x="{_LEFT - 6}" y="{_TOP + 4}" text-anchor="end" font-size="12" '
-        f'fill="{_INK}">{top:,}</text>',
-        f'<text x="{_LEFT - 6}" y="{_TOP + plot_h}" text-anchor="end" font-size="12" '
-        f'fill="{_INK}">0</text>',
-    ]
+    top = nice_top(max(peak, 1))
+    slot = WIDTH / max(len(days), 1)
+    summary = (
+        f"Lessons sent per day, last {len(days)} days: {sum(d.sent for d in days):,} in all, "
+        f"at most {peak:,} in one day"
+    )
+    bars = []
     for i, day in enumerate(days):
-        height = plot_h * day.sent / top
-        x = _LEFT + i * slot + slot * 0.15
-        y = _TOP + plot_h - height
-        label = escape(f"{day.day.isoformat()}: {day.sent:,} sent")
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{height:.1f}" '
-            f'fill="{_BAR}"><title>{label}</title></rect>'
+        height = HEIGHT * day.sent / top
+        label = escape(f"{day.day.strftime('%d %b')}: {day.sent:,} sent")
+        bars.append(
+            f'<rect x="{i * slot + slot * 0.15:.2f}" y="{HEIGHT - height:.2f}" '
+            f'width="{slot * 0.7:.2f}" height="{height:.2f}" fill="{_BAR}">'
+            f"<title>{label}</title></rect>"
         )
-    if days:
-        below = _TOP + plot_h + 17
-        parts.append(
-            f'<text x="{_LEFT}" y="{below}" font-size="12" fill="{_INK}">'
-            f"{days[0].day.strftime('%d %b')}</text>"
-        )
-        parts.append(
-            f'<text x="{WIDTH}" y="{below}" text-anchor="end" font-size="12" fill="{_INK}">'
-            f"{days[-1].day.strftime('%d %b')}</text>"
-        )
-    parts.append("</svg>")
+    first = days[0].day.strftime("%d %b") if days else ""
+    last = days[-1].day.strftime("%d %b") if days else ""
+    html = (
+        '<figure class="chart">'
+        f'<div class="chart-plot"><span class="chart-top">{top:,} a day</span>'
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(summary)}" xmlns="http://www.w3.org/2000/svg">'
+        f"{''.join(bars)}</svg></div>"
+        f"<figcaption><span>{first}</span><span>UTC days</span><span>{last}</span></figcaption>"
+        "</figure>"
+    )
     # Built from numbers, dates and escape()d labels only: nothing here is markup from outside.
-    return Markup("".join(parts))  # noqa: S704
+    return Markup(html)  # noqa: S704

@@ -11,6 +11,7 @@ from delivery.message import Recipient
 from guide.lessons import Sequence
 from web.admin.auth import PREVIEW_CSP
 from web.admin.context import admin_of
+from web.middleware import CSP
 
 MODES = {"plain": False, "discreet": True}
 # The sample reader of every preview: no real address, a short first name.
@@ -59,7 +60,7 @@ async def preview(request: web.Request) -> web.StreamResponse:
     context = admin_of(request)
     sequence, day, mode, data, _html, text = _sample(request)
     headers = BytesHeaderParser(policy=policy.default).parsebytes(data)
-    return context.render(
+    response = context.render(
         request,
         "preview.html",
         sequence=sequence,
@@ -70,6 +71,9 @@ async def preview(request: web.Request) -> web.StreamResponse:
         subject=str(headers.get("Subject", "")),
         text=text,
     )
+    # This page, alone, may frame one of this site's pages: the email's HTML.
+    response.headers["Content-Security-Policy"] = f"{CSP}; frame-src 'self'"
+    return response
 
 
 async def preview_html(request: web.Request) -> web.StreamResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.context import pass_config
-from delivery.mailboxes import maildir_messages, read_limited
+from delivery.mailboxes import IMAPMailbox, maildir_messages, read_limited
 from delivery.verp import ReturnPath
 from guide.clock import system_clock
 from guide.config import Config
@@ -38,7 +39,10 @@ def bounces_group() -> None:
 )
 @pass_config
 def ingest_command(config: Config, recipient: tuple[str, ...]) -> int:
-    """Read one message on stdin; exit 0 when handled or ignored, 75 if the database is down."""
+    """Read one report on stdin, as a pipe transport delivers it.
+
+    Exit 0 when it was handled or ignored, 75 (EX_TEMPFAIL) while the database is unavailable.
+    """
     data = read_limited(sys.stdin.buffer)
 
     async def ingest(processor: BounceProcessor) -> None:
@@ -51,13 +55,20 @@ def ingest_command(config: Config, recipient: tuple[str, ...]) -> int:
 @click.option(
     "--maildir",
     "maildir",
-    required=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="a Maildir the bounce address delivers to; read messages move from new/ to cur/",
+    help="a Maildir the bounce address delivers to (default: the bounces.imap mailbox)",
 )
 @pass_config
-def poll_command(config: Config, maildir: Path) -> int:
-    """Read every new message of a Maildir once, moving each one read to cur/."""
+def poll_command(config: Config, maildir: Path | None) -> int:
+    """Read new reports in a Maildir or the IMAP mailbox once.
+
+    A Maildir's messages move from new/ to cur/; IMAP messages are marked seen (and moved to
+    bounces.imap.done_folder when set). Exit 75 if the database is unavailable.
+    """
+    if maildir is None:
+        if not config.bounces.imap.host:
+            raise click.UsageError("name --maildir DIR, or set bounces.imap.host")
+        return _run(config, functools.partial(_poll_imap, IMAPMailbox(config.bounces.imap)))
     messages = maildir_messages(maildir)
 
     async def poll(processor: BounceProcessor) -> None:
@@ -68,6 +79,19 @@ def poll_command(config: Config, maildir: Path) -> int:
             await asyncio.to_thread(message.done)
 
     return _run(config, poll)
+
+
+async def _poll_imap(mailbox: IMAPMailbox, processor: BounceProcessor) -> None:
+    """Every unseen message of the IMAP folder, each marked done once handled."""
+    # imaplib blocks: each call runs in a thread, the database work stays on the loop.
+    await asyncio.to_thread(mailbox.open)
+    try:
+        for uid in await asyncio.to_thread(mailbox.unseen):
+            data = await asyncio.to_thread(mailbox.fetch, uid)
+            await processor.handle(data)
+            await asyncio.to_thread(mailbox.done, uid)
+    finally:
+        await asyncio.to_thread(mailbox.close)
 
 
 def _run(config: Config, work: Callable[[BounceProcessor], Awaitable[None]]) -> int:

@@ -1,13 +1,25 @@
-"""bounces: the VERP envelope sender that lets a late bounce name its subscriber."""
+"""bounces: the VERP envelope sender that lets a late bounce name its subscriber; its mailbox."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from guide.config_fields import Boolean, DNSName, Kind, Word
+from guide.config_fields import (
+    Boolean,
+    DNSName,
+    FileName,
+    FromSecret,
+    HostName,
+    Kind,
+    Number,
+    Port,
+    Unit,
+    Word,
+)
+from guide.text import ONE_LINE, is_one_line
 
 _VALUES = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -20,6 +32,30 @@ LocalPart = Annotated[
 ]
 
 
+def _one_line_password(value: str) -> str | None:
+    # It travels in an IMAP LOGIN command line.
+    return None if is_one_line(value) else f"the password {ONE_LINE}"
+
+
+@dataclass(frozen=True, config=_VALUES)
+class IMAPConfig:
+    """The IMAP mailbox `bounces poll` reads when no --maildir is named."""
+
+    host: Annotated[HostName, Kind("a host name, or empty for no IMAP mailbox")] = ""
+    port: Port = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: Annotated[Word, Kind("one line of text")] = ""
+    password: Annotated[
+        str, FromSecret("imap_password", "password_file", _one_line_password)
+    ] = Field(default="", repr=False)
+    folder: Annotated[Word, Field(min_length=1)] = "INBOX"
+    # Empty: a report read stays in `folder`, marked seen; else it moves there.
+    done_folder: Word = ""
+    timeout: Annotated[Number, Field(ge=1, le=600), Unit("seconds")] = 30.0
+    verify_certificates: Boolean = True
+    ca_file: FileName = ""
+
+
 @dataclass(frozen=True, config=_VALUES)
 class BounceConfig:
     """Whether the envelope sender is a signed bounce address, and what it looks like."""
@@ -29,7 +65,24 @@ class BounceConfig:
     enabled: Boolean = False
     local_part: LocalPart = "bounce"
     domain: Annotated[DNSName, Kind("a domain, or empty for the sender's")] = ""
+    imap: IMAPConfig = IMAPConfig()
 
     def domain_for(self, sender_domain: str) -> str:
         """The domain of the bounce address: the configured one, else the sender's."""
         return self.domain or sender_domain
+
+
+class IMAPKeys(BaseModel):
+    """bounces.imap: the file holding the IMAP password (config.yaml never holds it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    password_file: FileName = ""
+
+
+class BounceKeys(BaseModel):
+    """bounces: keys config.yaml holds under other names than BounceConfig's attributes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    imap: IMAPKeys = IMAPKeys()

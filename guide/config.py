@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.dataclasses import dataclass
 
 from guide.admin_config import AdminConfig, AdminKeys
-from guide.bounce_config import BounceConfig
+from guide.bounce_config import BounceConfig, BounceKeys
 from guide.config_fields import (
     URL_LIMIT,
     Boolean,
@@ -309,6 +309,7 @@ class FileKeys(_Keys):
     smtp: SMTPKeys = SMTPKeys()
     dispatch: DispatchKeys = DispatchKeys()
     dkim: DKIMKeys = DKIMKeys()
+    bounces: BounceKeys = BounceKeys()
     admin: AdminKeys = AdminKeys()
 
 

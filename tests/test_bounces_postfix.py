@@ -48,7 +48,7 @@ def test_a_dsn_from_a_real_postfix_bounces_its_subscriber_within_one_ingest(
     assert status_of(site, DEAD)["status"] == "active"
 
     # local(8) finds no such user and Postfix mails a DSN to the message's envelope sender.
-    report = postfix.wait_for_bounce()
+    report = postfix.wait_for_bounce(DEAD)
     data = report.read_bytes()
     assert b"report-type=delivery-status" in data
     assert b"Status: 5.1.1" in data

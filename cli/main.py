@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from cli.admin import admin_group
-from cli.context import DEFAULT_CONFIG, Invocation
 from cli.bounces import bounces_group
+from cli.context import DEFAULT_CONFIG, Invocation
 from cli.db import db_group
 from cli.lessons import lessons_group, send_test_command
 from cli.service import serve_command, status_command, tick_command

@@ -64,6 +64,10 @@ class Composer:
             else None
         )
 
+    def signing_with(self, signer: LinkSigner) -> Composer:
+        """The same composer with links signed by `signer` and no DKIM (for previews)."""
+        return Composer(self.config, self.factory, signer, None)
+
     # -- links ---------------------------------------------------------------------------------
 
     def links(

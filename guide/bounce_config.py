@@ -45,9 +45,9 @@ class IMAPConfig:
     port: Port = 993
     security: Literal["tls", "starttls", "none"] = "tls"
     username: Annotated[Word, Kind("one line of text")] = ""
-    password: Annotated[
-        str, FromSecret("imap_password", "password_file", _one_line_password)
-    ] = Field(default="", repr=False)
+    password: Annotated[str, FromSecret("imap_password", "password_file", _one_line_password)] = (
+        Field(default="", repr=False)
+    )
     folder: Annotated[Word, Field(min_length=1)] = "INBOX"
     # Empty: a report read stays in `folder`, marked seen; else it moves there.
     done_folder: Word = ""

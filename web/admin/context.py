@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -93,8 +94,10 @@ class AdminContext:
         current = self.site.composer
         if self._preview is None or self._preview[0] is not current:
             config = self.site.config
-            signer = LinkSigner("admin-preview-only", config.web.public_url, config.link_lifetime)
-            self._preview = (current, Composer(config, current.factory, signer, None))
+            # A fresh random key: a previewed link can never work on the site.
+            key = secrets.token_urlsafe(32)
+            signer = LinkSigner(key, config.web.public_url, config.link_lifetime)
+            self._preview = (current, current.signing_with(signer))
         return self._preview[1]
 
     def render(

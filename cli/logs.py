@@ -110,7 +110,13 @@ def to_journal(environ: Mapping[str, str], stream: TextIO) -> bool:
 
 def secrets_of(config: Config) -> list[str | bytes]:
     """Every secret the configuration holds, for the log filter to hide should one slip in."""
-    found: list[str | bytes] = [config.link_secret, config.smtp.password, config.dkim.private_key]
+    found: list[str | bytes] = [
+        config.link_secret,
+        config.smtp.password,
+        config.dkim.private_key,
+        config.admin.password_hash,
+        config.bounces.imap.password,
+    ]
     if config.database_url:
         found.append(make_url(config.database_url).password or "")
     return [secret for secret in found if secret]

@@ -117,9 +117,7 @@ class NodeQueries(Writes):
     async def node_stopped(self, name: str, at: datetime) -> None:
         """Mark a node as stopped on purpose (a dead one is only not seen any more)."""
         async with self.writing() as conn:
-            await conn.execute(
-                update(nodes).where(nodes.c.name == name).values(stopped_at=at)
-            )
+            await conn.execute(update(nodes).where(nodes.c.name == name).values(stopped_at=at))
 
     async def nodes(self) -> list[Beat]:
         """Every node's last heartbeat, the most recently seen first."""

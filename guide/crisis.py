@@ -70,6 +70,13 @@ def unique_codes(countries: tuple[Country, ...]) -> tuple[Country, ...]:
 
 
 # Shipped lines; config.yaml says where and when each was checked.
+# One line in both the UK and Ireland: Samaritans answer 116 123 in each, free.
+_SAMARITANS = CrisisLine(
+    label="Samaritans",
+    discreet_label="24-hour listening line",
+    contact="call 116 123, free",
+    url="https://www.samaritans.org",
+)
 DEFAULT_COUNTRIES = (
     Country(
         code="US",
@@ -121,12 +128,7 @@ DEFAULT_COUNTRIES = (
                 contact="call 0808 2000 247, free",
                 url="https://www.nationaldahelpline.org.uk",
             ),
-            CrisisLine(
-                label="Samaritans",
-                discreet_label="24-hour listening line",
-                contact="call 116 123, free",
-                url="https://www.samaritans.org",
-            ),
+            _SAMARITANS,
         ),
     ),
     Country(
@@ -140,12 +142,7 @@ DEFAULT_COUNTRIES = (
                 contact="call 1800 341 900, free",
                 url="https://www.womensaid.ie",
             ),
-            CrisisLine(
-                label="Samaritans",
-                discreet_label="24-hour listening line",
-                contact="call 116 123, free",
-                url="https://www.samaritans.org",
-            ),
+            _SAMARITANS,
         ),
     ),
     Country(

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from delivery.transports import Transport
 from guide.config import Config, DispatchConfig
-from guide.records import NewSubscriber
+from guide.records import NewSubscriber, email_hash
 from guide.schema import subscribers
+from guide.store import Store
 from scheduler import subscribers as life
 from wiring import Parts, build
 
@@ -124,3 +125,30 @@ def clean_env(**extra: str) -> dict[str, str]:
         if not key.startswith("DRG_") and key != "CREDENTIALS_DIRECTORY"
     }
     return env | {"PYTHONDONTWRITEBYTECODE": "1"} | extra
+
+
+async def seed_due(url: str, sqlite_path: Path, count: int, due: datetime, prefix: str) -> None:
+    """`count` active subscribers {prefix}{i}@example.org, all due at `due`, in one transaction.
+
+    For tests whose processes share a database made here (the schema is made on the way).
+    """
+    store = await Store.open(url, sqlite_path=sqlite_path)
+    rows = [
+        {
+            "sequence_id": "no-contact",
+            "email": f"{prefix}{i}@example.org",
+            "email_hash": email_hash(f"{prefix}{i}@example.org"),
+            "timezone": "UTC",
+            "send_time": "09:00",
+            "status": "active",
+            "next_due_at": due,
+            "created_at": due,
+            "updated_at": due,
+        }
+        for i in range(count)
+    ]
+    try:
+        async with store.writing() as conn:
+            await conn.execute(insert(subscribers), rows)
+    finally:
+        await store.close()

@@ -26,12 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiosmtpd.smtp import Envelope, Session
-from sqlalchemy import insert
 
-from guide.records import email_hash
-from guide.schema import subscribers
-from guide.store import Store
-from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
+from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env, seed_due
 from tests.smtpd import RecordingSMTP, SMTPServer, SMTPServers, threaded_smtp_servers
 
 __all__ = ["threaded_smtp_servers"]
@@ -80,26 +76,7 @@ dispatch:
 
 async def seed(database: Path, due: datetime) -> None:
     """SUBSCRIBERS active subscribers, all due at `due`, in one transaction."""
-    store = await Store.open("", sqlite_path=database)
-    rows = [
-        {
-            "sequence_id": "no-contact",
-            "email": f"h{i}@example.org",
-            "email_hash": email_hash(f"h{i}@example.org"),
-            "timezone": "UTC",
-            "send_time": "09:00",
-            "status": "active",
-            "next_due_at": due,
-            "created_at": due,
-            "updated_at": due,
-        }
-        for i in range(SUBSCRIBERS)
-    ]
-    try:
-        async with store.writing() as conn:
-            await conn.execute(insert(subscribers), rows)
-    finally:
-        await store.close()
+    await seed_due("", database, SUBSCRIBERS, due, "h")
 
 
 Handler = Callable[[RecordingSMTP, Session, Envelope], Awaitable[str]]

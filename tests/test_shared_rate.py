@@ -20,16 +20,15 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import Envelope, Session
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
-from guide.records import email_hash
-from guide.schema import rate_buckets, subscribers
+from guide.schema import rate_buckets
 from guide.store import Store
 from guide.transfer import without_password
 from scheduler.ratelimit import SharedRateLimiter
 from tests.backends import reset_postgres
-from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env
+from tests.harness import LESSONS, LINK_SECRET, REPO, clean_env, seed_due
 from tests.smtpd import RecordingSMTP, SMTPServer, SMTPServers, threaded_smtp_servers
 
 __all__ = ["threaded_smtp_servers"]
@@ -45,27 +44,7 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 async def seed(url: str, tmp_path: Path) -> None:
     """SUBSCRIBERS active subscribers, all due before NOW (the schema made on the way)."""
-    store = await Store.open(url, sqlite_path=tmp_path / "unused.sqlite3")
-    due = NOW - timedelta(minutes=1)
-    rows = [
-        {
-            "sequence_id": "no-contact",
-            "email": f"r{i}@example.org",
-            "email_hash": email_hash(f"r{i}@example.org"),
-            "timezone": "UTC",
-            "send_time": "09:00",
-            "status": "active",
-            "next_due_at": due,
-            "created_at": due,
-            "updated_at": due,
-        }
-        for i in range(SUBSCRIBERS)
-    ]
-    try:
-        async with store.writing() as conn:
-            await conn.execute(insert(subscribers), rows)
-    finally:
-        await store.close()
+    await seed_due(url, tmp_path / "unused.sqlite3", SUBSCRIBERS, NOW - timedelta(minutes=1), "r")
 
 
 def write_config(tmp_path: Path, name: str, url: str, port: int) -> Path:

@@ -27,6 +27,19 @@ from web.csrf import csrf_token
 from web.limits import SlidingWindow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "web"
+
+
+def page_environment(folder: Path) -> Environment:
+    """The Jinja environment every set of pages renders with: escaped, strict, tidy output."""
+    return Environment(
+        loader=FileSystemLoader(folder),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
 # How often pages look at the lesson files for edits. Looking is a walk and a stat of every
 # file (1.4-2.2 ms on the event loop), so once per request delayed everything else on the
 # loop, the dispatch pass included; an edit still shows within a second.
@@ -57,13 +70,7 @@ class WebContext:
     _checked: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self.env = page_environment(TEMPLATES)
         web_config = self.config.web
         clock = self.clock
 

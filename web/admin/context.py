@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 
 from delivery.compose import Composer
 from guide.admin_config import AdminConfig
 from guide.tokens import LinkSigner
 from web.admin.session import SESSION_COOKIE, Session, Sessions
-from web.context import WebContext
+from web.context import WebContext, page_environment
 from web.csrf import csrf_token
 from web.limits import SlidingWindow
 
@@ -46,13 +46,7 @@ class AdminContext:
     _preview: tuple[Composer, Composer] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self.env = page_environment(TEMPLATES)
         self.env.filters["mask"] = mask
         self.env.filters["when"] = lambda at: at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
         clock = self.site.clock

@@ -17,6 +17,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -85,12 +86,33 @@ class RecordingHandler:
     credentials: tuple[str, str] | None = None
     messages: list[ReceivedMessage] = field(default_factory=list)
     commands: list[tuple[int, str]] = field(default_factory=list)  # (session, verb)
+    # (session, the first 512 bytes of each read): shows which commands came in one write.
+    reads: list[tuple[int, bytes]] = field(default_factory=list)
     auth_attempts: list[AuthAttempt] = field(default_factory=list)
     script: deque[Fault | None] = field(default_factory=deque)
     greetings: deque[str] = field(default_factory=deque)
     auth_refusals: deque[str] = field(default_factory=deque)
     sessions: int = 0
+    pipelining: bool = True  # advertised, as Postfix and the big providers do
     live: set[RecordingSMTP] = field(default_factory=set)  # connected sessions
+
+    async def handle_EHLO(
+        self,
+        server: RecordingSMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd's EHLO lines, with PIPELINING (RFC 2920) before the last when offered.
+
+        aiosmtpd reads commands one line at a time, so it serves pipelined ones in order; it
+        only does not say so.
+        """
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self,
@@ -222,6 +244,11 @@ class RecordingSMTP(SMTP):
             self.number = self.recorder.sessions
             self.recorder.live.add(self)
 
+    def data_received(self, data: bytes) -> None:
+        """Note the start of each read, then let aiosmtpd's stream have it."""
+        self.recorder.reads.append((self.number, data[:512]))
+        super().data_received(data)
+
     def connection_lost(self, error: Exception | None) -> None:
         """Resolve `lost` so the server can wait for its sessions when it stops."""
         super().connection_lost(error)
@@ -231,7 +258,9 @@ class RecordingSMTP(SMTP):
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         # Every command passes here; keep only its verb, since AUTH arguments hold secrets.
-        self.recorder.commands.append((self.number, command))
+        # EHLO only passes since the handler has a hook for it, so it is left out.
+        if command != "EHLO":
+            self.recorder.commands.append((self.number, command))
         return await super()._call_handler_hook(command, *args)
 
     async def _handle_client(self) -> None:
@@ -326,17 +355,18 @@ async def start_smtp_server(
     implicit_tls: bool = False,
     credentials: tuple[str, str] | None = None,
     mechanisms: Iterable[str] = ("LOGIN", "PLAIN"),
+    pipelining: bool = True,
 ) -> SMTPServer:
     """Listen on 127.0.0.1, a free port, in the running loop.
 
     `starttls` offers STARTTLS, `implicit_tls` speaks TLS from the first byte (both need
     `tls`). With `credentials`, AUTH is required before MAIL and, as aiosmtpd defaults, only
-    offered over TLS.
+    offered over TLS. `pipelining=False` leaves PIPELINING out of the EHLO reply.
     """
     if (starttls or implicit_tls) and tls is None:
         raise ValueError("starttls and implicit_tls need a TLSAuthority")
     loop = asyncio.get_running_loop()
-    handler = RecordingHandler(credentials)
+    handler = RecordingHandler(credentials, pipelining=pipelining)
     excluded = {"LOGIN", "PLAIN"} - {m.upper() for m in mechanisms}
 
     def session() -> RecordingSMTP:
@@ -392,6 +422,7 @@ class SMTPServers:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._authority: TLSAuthority | None = None
+        self.pipelining = True  # what start() offers unless told
         self._running: list[SMTPServer] = []
 
     @property
@@ -424,10 +455,14 @@ class SMTPServers:
         implicit_tls: bool = False,
         credentials: tuple[str, str] | None = None,
         mechanisms: Iterable[str] = ("LOGIN", "PLAIN"),
+        pipelining: bool | None = None,
     ) -> SMTPServer:
-        """A server in the running loop, stopped by `aclose()`."""
+        """A server in the running loop, stopped by `aclose()`; PIPELINING as `self.pipelining`."""
+        offer = self.pipelining if pipelining is None else pipelining
         server = await start_smtp_server(
-            **self._options(starttls, implicit_tls, credentials, mechanisms=mechanisms)
+            **self._options(
+                starttls, implicit_tls, credentials, mechanisms=mechanisms, pipelining=offer
+            )
         )
         self._running.append(server)
         return server
@@ -452,7 +487,23 @@ class SMTPServers:
 @pytest.fixture
 async def smtp_servers(tmp_path: Path) -> AsyncIterator[SMTPServers]:
     """Start in-loop SMTP servers with `await smtp_servers.start(...)`."""
+    async with _servers(tmp_path, pipelining=True) as servers:
+        yield servers
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "lockstep"])
+async def both_kinds_of_relay(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[SMTPServers]:
+    """`smtp_servers`, once offering PIPELINING and once not: the client has a path for each."""
+    async with _servers(tmp_path, pipelining=request.param) as servers:
+        yield servers
+
+
+@asynccontextmanager
+async def _servers(tmp_path: Path, *, pipelining: bool) -> AsyncIterator[SMTPServers]:
     servers = SMTPServers(tmp_path)
+    servers.pipelining = pipelining
     try:
         yield servers
     finally:

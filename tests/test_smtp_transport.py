@@ -23,9 +23,16 @@ from delivery.transports import (
 from delivery.transports.smtp import SMTPConnection
 from guide.config import SMTPConfig
 from guide.errors import TransportConfigError
-from tests.smtpd import AuthAttempt, Fault, SMTPServers, Stage, smtp_servers
+from tests.smtpd import AuthAttempt, Fault, SMTPServers, Stage, both_kinds_of_relay
 
-__all__ = ["smtp_servers"]  # the fixture, imported to be found by pytest
+__all__ = ["both_kinds_of_relay"]  # the fixture, imported to be found by pytest
+
+
+@pytest.fixture
+def smtp_servers(both_kinds_of_relay: SMTPServers) -> SMTPServers:
+    """Every SMTP test here runs against a relay offering PIPELINING and one that does not."""
+    return both_kinds_of_relay
+
 
 SENDER = "guide@recovery.example"
 RECIPIENT = "reader@example.org"

@@ -9,11 +9,21 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from delivery.transports.base import Envelope, SendResult, Status, classify
+from delivery.transports.sessions import Session, open_session
 from guide.config import SMTPConfig
 from guide.errors import TransportConfigError
 
 log = logging.getLogger(__name__)
 _UNSAFE_ADDRESS = frozenset(' <>()[],;:"\\\r\n\t')
+
+
+def _usable(address: str) -> bool:
+    """Whether `address` can go between <> in MAIL FROM or RCPT TO as it is."""
+    return (
+        address.isascii()
+        and address.isprintable()
+        and not any(ch in address for ch in _UNSAFE_ADDRESS)
+    )
 
 
 def _ssl_cause(err: BaseException) -> ssl.SSLError | None:
@@ -71,14 +81,17 @@ class SMTPConnection:
     def __init__(self, config: SMTPConfig) -> None:
         self.config = config
         self.transport = SMTPTransport(config)
-        self.client: aiosmtplib.SMTP | None = None
+        self.session: Session | None = None
 
-    async def _open(self) -> aiosmtplib.SMTP:
-        if self.client is not None and self.client.is_connected:
-            return self.client
+    async def _open(self) -> Session:
+        if self.session is not None:
+            if self.session.usable:
+                return self.session
+            await self.close()  # dropped, or the relay said 421 between messages
         client = self.transport.client()
         try:
             await client.connect()
+            session = await open_session(client, self.config.timeout)
         except aiosmtplib.SMTPAuthenticationError as err:
             if 400 <= err.code < 500:  # 454 4.7.0: the relay's auth service is down for now
                 raise
@@ -104,26 +117,24 @@ class SMTPConnection:
             raise TransportConfigError(
                 "smtp.verify_certificates", f"TLS with {self.config.host} failed: {err}"
             ) from err
-        self.client = client
-        return client
+        self.session = session
+        return session
 
     async def send(self, envelope: Envelope) -> SendResult:
         """Send one message; a dropped connection is transient and reopened next time."""
-        # aiosmtplib raises ValueError for an address that could smuggle SMTP parameters (a
-        # space, '<'); such a recipient is unusable: final, like a relay's 553 5.1.3. A cheap
-        # check, since addresses were validated when they were stored.
+        # An address that could smuggle SMTP commands or parameters (a space, '<', CR LF) is
+        # unusable: final, like a relay's 553 5.1.3. A cheap check, since addresses were
+        # validated when they were stored.
         recipient = envelope.recipient
-        if not recipient.isascii() or any(ch in recipient for ch in _UNSAFE_ADDRESS):
+        if not _usable(recipient):
             return SendResult(Status.PERMANENT, None, f"5.1.3 unusable address {recipient!r}")
+        if not _usable(envelope.sender):
+            raise TransportConfigError(
+                "sender.address", f"{envelope.sender!r} cannot be an SMTP envelope sender"
+            )
         try:
-            client = await self._open()
-            # mail/rcpt/data rather than sendmail(): one recipient per message, and our bytes
-            # are CRLF already, so sendmail's second address parse and second line-ending pass
-            # (for SIZE) are pure cost on the hottest path.
-            options = [f"SIZE={len(envelope.data)}"] if client.supports_extension("size") else []
-            await client.mail(envelope.sender, options=options)
-            await client.rcpt(recipient)
-            response = await client.data(envelope.data)
+            session = await self._open()
+            response = await session.transaction(envelope.sender, recipient, envelope.data)
             reply = response.message
         except TransportConfigError:
             raise
@@ -143,19 +154,15 @@ class SMTPConnection:
 
     async def _reset(self) -> None:
         # After a refused transaction the session must be reset before the next MAIL FROM.
-        if self.client is None or not self.client.is_connected:
+        if self.session is None or not self.session.usable:
             return
         try:
-            await self.client.rset()
-        except aiosmtplib.SMTPException:
+            await self.session.reset()
+        except (aiosmtplib.SMTPException, OSError):
             await self.close()
 
     async def close(self) -> None:
         """QUIT if connected; never raises."""
-        client, self.client = self.client, None
-        if client is None or not client.is_connected:
-            return
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            client.close()
+        session, self.session = self.session, None
+        if session is not None:
+            await session.quit()

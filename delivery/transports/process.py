@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import sys
@@ -239,8 +240,8 @@ class ProcessTransport:
             except OSError as err:
                 raise SenderProcessError(f"cannot start the sender process: {err}") from err
             assert process.stdin is not None
-            # The configuration (secrets included) goes over the pipe, never on argv.
-            process.stdin.write(frame(self.config))
+            # The smtp section (secrets included) goes over the pipe, never on argv.
+            process.stdin.write(frame(dataclasses.asdict(self.config.smtp)))
             child = self._child = _Child(process, self.timeout)
             self._readers.add(child.reader)
             child.reader.add_done_callback(self._readers.discard)

@@ -1,9 +1,10 @@
 """The sender child process: SMTP connections on behalf of a ProcessTransport in the parent.
 
 Requests come in on stdin and answers go out on stdout, as length-prefixed pickles: the
-configuration first, then (request id, verb, connection, payload) for open, send and close;
-each answer is (request id, ok, value). The child ignores SIGINT and SIGTERM and exits when
-its stdin closes, once what it was given is done.
+smtp section's values first (a plain dict: see `_smtp_settings`), then (request id, verb,
+connection, payload) for open, send and close; each answer is (request id, ok, value). The
+child ignores SIGINT and SIGTERM and exits when its stdin closes, once what it was given is
+done.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import pickle
 import signal
 import struct
 import sys
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 from delivery.transports.smtp import SMTPTransport
 from guide import eventloop
-from guide.config import Config
 from guide.errors import TransportConfigError
+
+if TYPE_CHECKING:
+    from guide.config import SMTPConfig
 
 _HEADER = struct.Struct("!I")
 
@@ -98,13 +102,21 @@ class _Sender:
             self.out.write(frame((request, ok, value)))
 
 
+def _smtp_settings(values: dict[str, Any]) -> SMTPConfig:
+    """The smtp section the parent validated, as attributes, without importing guide.config.
+
+    The configuration's models (pydantic, every section's rules) are 15 MB of this process's
+    40; a sender needs only the values, already checked in the parent.
+    """
+    return cast("SMTPConfig", SimpleNamespace(**values))
+
+
 async def _child() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport_out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
-    config: Config = await read_frame(reader)
-    sender = _Sender(SMTPTransport(config.smtp), transport_out)  # only smtp runs here
+    sender = _Sender(SMTPTransport(_smtp_settings(await read_frame(reader))), transport_out)
     try:
         while True:
             sender.take(*await read_frame(reader))

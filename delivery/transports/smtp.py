@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 
 from delivery.transports.base import Envelope, SendResult, Status, classify
 from delivery.transports.sessions import Session, open_session
-from guide.config import SMTPConfig
 from guide.errors import TransportConfigError
+
+if TYPE_CHECKING:
+    # Only a type here: the sender child process runs this module without the config models.
+    from guide.config import SMTPConfig
 
 log = logging.getLogger(__name__)
 _UNSAFE_ADDRESS = frozenset(' <>()[],;:"\\\r\n\t')

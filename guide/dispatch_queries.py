@@ -14,6 +14,11 @@ from guide.node_queries import NodeQueries
 from guide.records import Outcome, Retry, Sent, Stop, Subscriber
 from guide.schema import deliveries, events, subscribers
 
+# SQLite has one writer at a time. A pass's write transaction takes at most this many rows,
+# so a page's write (an unsubscribe) waits for one short transaction, never for a claim of a
+# thousand rows: under a full pass those held the writer for 60 ms and more.
+SQLITE_WRITE_ROWS = 200
+
 
 class DispatchQueries(NodeQueries):
     """Mixed into Store: the queries of the hot path, kept apart from subscriber CRUD."""
@@ -62,6 +67,22 @@ class DispatchQueries(NodeQueries):
         self, now: datetime, limit: int, owner: str, lease_until: datetime
     ) -> list[Subscriber]:
         """Lease up to `limit` active subscribers whose time has come, earliest first."""
+        claimed: list[Subscriber] = []
+        while len(claimed) < limit:
+            size = min(limit - len(claimed), self._write_rows(limit))
+            chunk = await self._claim(now, size, owner, lease_until)
+            claimed += chunk
+            if len(chunk) < size:
+                break
+        return sorted(claimed, key=lambda s: (s.next_due_at, s.id))
+
+    def _write_rows(self, rows: int) -> int:
+        """How many rows one write transaction of the pass may take."""
+        return min(rows, SQLITE_WRITE_ROWS) if self.dialect == "sqlite" else rows
+
+    async def _claim(
+        self, now: datetime, limit: int, owner: str, lease_until: datetime
+    ) -> list[Subscriber]:
         due = (
             select(subscribers.c.id)
             .where(
@@ -83,12 +104,17 @@ class DispatchQueries(NodeQueries):
         )
         async with self.writing() as conn:
             rows = (await conn.execute(claim)).mappings().all()
-        return sorted(
-            (Subscriber.from_row(row) for row in rows), key=lambda s: (s.next_due_at, s.id)
-        )
+        return [Subscriber.from_row(row) for row in rows]
 
     async def record(self, outcomes: Iterable[Outcome], now: datetime) -> None:
-        """Write a batch of send outcomes in one transaction (executemany per kind)."""
+        """Write a batch of send outcomes (executemany per kind); on SQLite, in short parts."""
+        done = list(outcomes)
+        step = max(1, self._write_rows(len(done)) // 2)  # two statements a sent outcome
+        for start in range(0, len(done), step):
+            await self._record(done[start : start + step], now)
+
+    async def _record(self, outcomes: list[Outcome], now: datetime) -> None:
+        """One transaction."""
         sent = [o for o in outcomes if isinstance(o, Sent)]
         retries = [o for o in outcomes if isinstance(o, Retry)]
         stops = [o for o in outcomes if isinstance(o, Stop)]

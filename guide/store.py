@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from guide.database_errors import open_failure
 from guide.dispatch_queries import DispatchQueries, insert_ignore
+from guide.foreground import WriteTurns
 from guide.imports import ImportQueries, subscriber_row
 from guide.private import private_file, private_folder
 from guide.records import (
@@ -44,7 +44,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self.write_turns = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.write_turns = WriteTurns() if self.dialect == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str, *, sqlite_path: Path, migrate: bool = True) -> Store:

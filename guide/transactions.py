@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from guide.foreground import WriteTurns
 
 
 class Writes:
@@ -15,7 +16,7 @@ class Writes:
     engine: AsyncEngine
     dialect: str
     # None on PostgreSQL, which has row locks and lets writers of different rows run at once.
-    write_turns: asyncio.Lock | None
+    write_turns: WriteTurns | None
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -27,7 +28,7 @@ class Writes:
         # SQLite admits one writer at a time and makes the others poll with growing sleeps
         # (busy_timeout). A pass commits back to back, so an unsubscribe from a page could lose
         # every poll until the timeout and fail as "database is locked". Queued here, writers
-        # of this process take turns in arrival order; other processes (a CLI command) still
-        # wait through busy_timeout.
+        # of this process take turns in arrival order, a page's first (guide/foreground.py);
+        # other processes (a CLI command) still wait through busy_timeout.
         async with self.write_turns, self.engine.begin() as conn:
             yield conn

@@ -14,6 +14,7 @@ from delivery.transports import Transport
 from guide.clock import Clock
 from guide.config import Config
 from guide.errors import TransportConfigError
+from guide.foreground import Foreground
 from guide.lessons import Sequence
 from guide.library import LessonLibrary
 from guide.records import Subscriber
@@ -76,6 +77,8 @@ class Dispatcher:
             alert_seconds=self.settings.relay_alert_seconds,
             clock=clock,
         )
+        # The pages of this process, whose requests go before the pass's next message.
+        self.foreground = Foreground()
         self.stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()

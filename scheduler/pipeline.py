@@ -110,6 +110,7 @@ class Pass:
         store = self.d.store
         try:
             while self._go_on():
+                await self.d.foreground.turn()
                 batch = await store.claim_due(self.now, size, self.d.node, self.lease_until())
                 self.report.claimed += len(batch)
                 if not batch:
@@ -187,6 +188,7 @@ class Pass:
                     # Planning is pure CPU and never waits while the job queue has room: let
                     # the pages and health checks on the same loop in between.
                     await asyncio.sleep(0)
+                    await self.d.foreground.turn()
                 if not self._go_on():
                     self.unsent.append(sub.id)
                     continue
@@ -220,6 +222,7 @@ class Pass:
                 self.unsent.append(job.subscriber.id)
                 continue
             await self.d.limiter.acquire()
+            await self.d.foreground.turn()  # a page in flight goes first
             await self.window.acquire()
             try:
                 # Built now, not when planned: its Date is the moment of hand-over.

@@ -1214,6 +1214,34 @@ async def test_one_click_unsubscribe_urlencoded(site: Site) -> None:
     assert (await site.get_subscriber(sub.id)).status == "unsubscribed"
 
 
+async def test_a_page_request_goes_before_the_pass(site: Site) -> None:
+    # While a request is served the dispatcher's pass waits (guide/foreground.py), and the
+    # request's database writes queue as a page's, ahead of the pass's.
+    sub = await site.add("ana@example.org")
+    path = f"/unsubscribe/{site.token('unsubscribe', sub.id)}"
+    foreground = site.parts.dispatcher.foreground
+    turns = site.parts.store.write_turns
+    assert turns is not None and foreground.in_flight == 0
+    foreground.max_wait = 30.0  # so only the end of the request can release the pass
+    async with site.parts.store.writing():  # the pass holds the one writer
+        post = asyncio.ensure_future(
+            site.client.post(path, data={"List-Unsubscribe": "One-Click"}, allow_redirects=False)
+        )
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if turns.waiting_pages:
+                break
+        assert (foreground.in_flight, turns.waiting_pages, turns.waiting_others) == (1, 1, 0)
+        held_back = asyncio.ensure_future(foreground.turn())
+        await asyncio.sleep(0.01)
+        assert not held_back.done()  # the pass's next message waits for the page
+    resp = await post
+    assert resp.status == 200
+    await asyncio.wait_for(held_back, 5)
+    assert foreground.in_flight == 0
+    assert (await site.get_subscriber(sub.id)).status == "unsubscribed"
+
+
 async def test_unsubscribe_link_never_expires(site: Site) -> None:
     sub = await site.add("ana@example.org")
     path = f"/unsubscribe/{site.token('unsubscribe', sub.id)}"

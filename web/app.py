@@ -8,7 +8,7 @@ from aiohttp import web
 
 from web import account, ops, signup
 from web.context import CONTEXT, WebContext
-from web.middleware import error_pages, security_headers
+from web.middleware import error_pages, pages_first, security_headers
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 * 1024
@@ -16,7 +16,7 @@ MAX_BODY = 64 * 1024
 
 def create_app(context: WebContext) -> web.Application:
     """The application with every route."""
-    app = web.Application(middlewares=[security_headers], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[pages_first, security_headers], client_max_size=MAX_BODY)
     app[CONTEXT] = context
     app.router.add_get("/", signup.home)
     app.router.add_get("/subscribe", signup.subscribe_form)

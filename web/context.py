@@ -17,6 +17,7 @@ from delivery.transports import Transport
 from guide.clock import Clock
 from guide.config import Config
 from guide.crisis import CrisisFooters
+from guide.foreground import Foreground
 from guide.lessons import Sequence
 from guide.library import LessonLibrary
 from guide.records import Subscriber
@@ -58,6 +59,8 @@ class WebContext:
     clock: Clock
     stats: DispatchStats
     scheduler_running: Callable[[], bool] = lambda: True
+    # Shared with the dispatcher: requests in flight hold its pass back (guide/foreground.py).
+    foreground: Foreground = field(default_factory=Foreground)
     # Seconds for LESSON_CHECK_SECONDS only, not the time of day: that is `clock`.
     monotonic: Callable[[], float] = time.monotonic
     env: Environment = field(init=False)

@@ -20,6 +20,13 @@ CSP = (
 
 
 @web.middleware
+async def pages_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While a request is served, the dispatch pass waits and its database writes go first."""
+    with context_of(request).foreground.request():
+        return await handler(request)
+
+
+@web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Headers every response carries; the CSRF cookie when a page made a new token."""
     try:

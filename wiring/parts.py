@@ -150,4 +150,5 @@ def web_context(parts: Parts, scheduler_running: Callable[[], bool] = lambda: Tr
         clock=parts.clock,
         stats=parts.dispatcher.stats,
         scheduler_running=scheduler_running,
+        foreground=parts.dispatcher.foreground,
     )

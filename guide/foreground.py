@@ -1,0 +1,120 @@
+"""Pages first: a subscriber's request in flight holds the dispatch pass back for a moment.
+
+The pages and the pass share one event loop and, on SQLite, one writer at a time. A pass at
+full speed keeps the loop busy rendering and the database busy committing, and a page would
+wait behind all of it: someone pressing "Stop these emails" would wait a quarter of a second
+while a million lessons go out. So a page request marks itself as foreground while it runs:
+the pass's senders wait (a bounded moment) before building the next message, and the page's
+database writes go before the pass's queued ones. A flood of requests slows the pass; it
+cannot stop it, since each wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Set inside a page request's task (and the tasks it starts): its writes go first.
+_IN_A_PAGE: contextvars.ContextVar[bool] = contextvars.ContextVar("in_a_page", default=False)
+# The longest a sender waits for the pages before it goes on anyway.
+MAX_WAIT_SECONDS = 0.05
+
+
+def in_a_page() -> bool:
+    """Whether the running task serves a page request."""
+    return _IN_A_PAGE.get()
+
+
+class Foreground:
+    """Counts the page requests in flight; the pass awaits `turn()` between messages."""
+
+    def __init__(self, max_wait: float = MAX_WAIT_SECONDS) -> None:
+        self.max_wait = max_wait
+        self.in_flight = 0
+        self._waiting: list[asyncio.Future[None]] = []
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Around one page request: in flight, and its task's writes marked as a page's."""
+        token = _IN_A_PAGE.set(True)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            _IN_A_PAGE.reset(token)
+            if not self.in_flight:
+                self._wake()
+
+    async def turn(self) -> None:
+        """Return at once with no page in flight; else when they are done, or after max_wait."""
+        if not self.in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(waiter)
+        timer = loop.call_later(self.max_wait, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            _settle(waiter)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class WriteTurns:
+    """One writer at a time, in arrival order, except that a page's writes go first."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._pages: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._others: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting_pages(self) -> int:
+        """Pages' writers waiting for their turn."""
+        return len(self._pages)
+
+    @property
+    def waiting_others(self) -> int:
+        """Other writers (the pass, jobs) waiting for their turn."""
+        return len(self._others)
+
+    async def __aenter__(self) -> None:
+        if not self._held and not self._pages and not self._others:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._pages if in_a_page() else self._others
+        queue.append(waiter)
+        try:
+            await waiter  # the releasing writer handed the turn over: _held stays True
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # given the turn, then cancelled: pass it on
+            else:
+                queue.remove(waiter)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for queue in (self._pages, self._others):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/soak.py --subscribers 100000
 
-One server process runs the real web app and a real dispatch pass on one event loop, as
-`serve` does (parts from wiring.build, the app from web.create_app, a pass from
+One server process runs the real web app and a real dispatch pass on one event loop (uvloop,
+collections frozen after start-up), as `serve` does (parts from wiring.build, the app from web.create_app, a pass from
 dispatcher.tick), against a local SMTP sink (Postfix's smtp-sink when installed). A separate
 client process (aiohttp, loopback only) requests GET /subscribe, GET /manage/<token>,
 GET /unsubscribe/<token>, the RFC 8058 one-click POST /unsubscribe/<token> and GET /healthz for
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -110,6 +111,7 @@ async def server(state: Path, smtp_port: int, web_port: int, connections: int) -
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", web_port).start()
     commands = await stdin_lines()
+    gc.freeze()  # as serve does once started: what start-up built is left out of collections
     lag = LoopLag()
     probe = asyncio.create_task(lag.run())
     say({"ready": os.getpid()})
@@ -358,6 +360,9 @@ def run_phase(phase: list[str]) -> int:
     if name == "seed":
         say(asyncio.run(seed(Path(rest[0]), int(rest[1]), int(rest[2]))))
     elif name == "server":
+        from guide import eventloop
+
+        eventloop.install()  # as run.py does: serve runs on uvloop where installed
         asyncio.run(server(Path(rest[0]), int(rest[1]), int(rest[2]), int(rest[3])))
     else:
         say(asyncio.run(client(json.loads(rest[0]))))

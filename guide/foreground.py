@@ -74,9 +74,14 @@ def _settle(waiter: asyncio.Future[None]) -> None:
 
 
 class WriteTurns:
-    """One writer at a time, in arrival order, except that a page's writes go first."""
+    """One writer at a time, in arrival order, except that a page's writes go first.
 
-    def __init__(self) -> None:
+    With `foreground`, a writer that is not a page first waits its turn() there: the pass
+    does not start a transaction while a page request is in flight.
+    """
+
+    def __init__(self, foreground: Foreground | None = None) -> None:
+        self.foreground = foreground
         self._held = False
         self._pages: collections.deque[asyncio.Future[None]] = collections.deque()
         self._others: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -92,11 +97,14 @@ class WriteTurns:
         return len(self._others)
 
     async def __aenter__(self) -> None:
+        page = in_a_page()
+        if not page and self.foreground is not None:
+            await self.foreground.turn()
         if not self._held and not self._pages and not self._others:
             self._held = True
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._pages if in_a_page() else self._others
+        queue = self._pages if page else self._others
         queue.append(waiter)
         try:
             await waiter  # the releasing writer handed the turn over: _held stays True

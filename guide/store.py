@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from guide.database_errors import open_failure
 from guide.dispatch_queries import DispatchQueries, insert_ignore
-from guide.foreground import WriteTurns
+from guide.foreground import Foreground, WriteTurns
 from guide.imports import ImportQueries, subscriber_row
 from guide.private import private_file, private_folder
 from guide.records import (
@@ -41,14 +41,24 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 class Store(DispatchQueries, ReportQueries, ImportQueries):
     """Every database operation the service performs (dispatch ones in DispatchQueries)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, foreground: Foreground | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self.write_turns = WriteTurns() if self.dialect == "sqlite" else None
+        self.write_turns = WriteTurns(foreground) if self.dialect == "sqlite" else None
 
     @classmethod
-    async def open(cls, url: str, *, sqlite_path: Path, migrate: bool = True) -> Store:
+    async def open(
+        cls,
+        url: str,
+        *,
+        sqlite_path: Path,
+        migrate: bool = True,
+        foreground: Foreground | None = None,
+    ) -> Store:
         """Connect (creating the SQLite file 0600 if needed) and apply migrations.
+
+        With `foreground` (the pages' of this process), other writes on SQLite wait briefly
+        while a page request is in flight (guide/foreground.py).
 
         A failure is one GuideError naming the config key (ConfigError when only the
         configuration can fix it), with any password in the URL hidden.
@@ -60,7 +70,7 @@ class Store(DispatchQueries, ReportQueries, ImportQueries):
         engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine)
+        store = cls(engine, foreground)
         try:
             if migrate:
                 await store.upgrade()

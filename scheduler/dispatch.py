@@ -58,6 +58,7 @@ class Dispatcher:
         clock: Clock,
         node: str,
         limiter: RateLimiter | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.config = config
         self.settings = config.dispatch
@@ -78,7 +79,7 @@ class Dispatcher:
             clock=clock,
         )
         # The pages of this process, whose requests go before the pass's next message.
-        self.foreground = Foreground()
+        self.foreground = foreground or Foreground()
         self.stopping = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()

@@ -110,7 +110,6 @@ class Pass:
         store = self.d.store
         try:
             while self._go_on():
-                await self.d.foreground.turn()
                 batch = await store.claim_due(self.now, size, self.d.node, self.lease_until())
                 self.report.claimed += len(batch)
                 if not batch:

@@ -17,6 +17,7 @@ from delivery.transports import MaildirTransport, MemoryTransport, SMTPTransport
 from delivery.transports.process import ProcessTransport
 from guide.clock import Clock, system_clock
 from guide.config import Config
+from guide.foreground import Foreground
 from guide.library import LessonLibrary
 from guide.private import private_folder
 from guide.store import Store
@@ -122,7 +123,11 @@ async def build(
     # What `lessons check` refuses (a lesson that cannot be composed, or too big to send), a
     # running service refuses too: at start, and at a reload, which keeps the last good ones.
     library.verify_with(lambda found: render_problems(composer, found, clock()))
-    store = await Store.open(config.database_url, sqlite_path=config.sqlite_path)
+    # One per process: the pages' requests in flight, which the pass and its writes wait for.
+    foreground = Foreground()
+    store = await Store.open(
+        config.database_url, sqlite_path=config.sqlite_path, foreground=foreground
+    )
     transport = transport or make_transport(config)
     if isinstance(transport, MaildirTransport):
         transport.ensure()
@@ -135,6 +140,7 @@ async def build(
         clock=clock,
         node=node_name(),
         limiter=make_limiter(config, store),
+        foreground=foreground,
     )
     return Parts(config, store, library, composer, transport, dispatcher)
 

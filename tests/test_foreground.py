@@ -80,3 +80,22 @@ async def test_a_cancelled_writer_never_keeps_the_turn() -> None:
     await asyncio.gather(given, after, return_exceptions=True)
     assert given.cancelled() and done[-1] == "after"
     await asyncio.wait_for(turns.__aenter__(), 1)  # free again
+
+
+async def test_other_writers_wait_while_a_page_is_in_flight() -> None:
+    foreground = Foreground(max_wait=30)
+    turns = WriteTurns(foreground)
+    wrote: list[str] = []
+
+    async def background() -> None:
+        async with turns:
+            wrote.append("pass")
+
+    with foreground.request():
+        waiting = asyncio.ensure_future(background())
+        await asyncio.sleep(0.02)
+        assert wrote == []  # the turn is free, yet the pass does not start under a page
+        async with turns:  # the page itself writes at once
+            wrote.append("page")
+    await asyncio.wait_for(waiting, 1)
+    assert wrote == ["page", "pass"]

@@ -91,8 +91,16 @@ async def test_other_writers_wait_while_a_page_is_in_flight() -> None:
         async with turns:
             wrote.append("pass")
 
+    started = asyncio.Event()
+
+    async def later() -> None:
+        await started.wait()
+        await background()
+
+    # Made outside the request: a task started inside one inherits its context (a page's).
+    waiting = asyncio.ensure_future(later())
     with foreground.request():
-        waiting = asyncio.ensure_future(background())
+        started.set()
         await asyncio.sleep(0.02)
         assert wrote == []  # the turn is free, yet the pass does not start under a page
         async with turns:  # the page itself writes at once

@@ -27,6 +27,9 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed-test lint
+	@# Byte-compiled once here: the suite starts run.py and other processes hundreds of times,
+	@# and with PYTHONDONTWRITEBYTECODE set (as on CI machines) each would compile them again.
+	$(PY) -m compileall -q -j 0 cli delivery guide scheduler web wiring bench tests run.py
 	$(PY) run.py lessons check
 	$(PY) -m pytest
 

@@ -101,7 +101,8 @@ subscribers = Table(
     Column("confirmed_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("sequence_id", "email_hash", name="uq_subscribers_sequence_email"),
-    Index("ix_subscribers_due", "status", "next_due_at"),
+    # lease_until too: a claim skips leased rows from the index alone (migration 0004).
+    Index("ix_subscribers_due", "status", "next_due_at", "lease_until"),
     # Never reuse the id of a deleted (unconfirmed) sign-up: links carry subscriber ids.
     sqlite_autoincrement=True,
 )

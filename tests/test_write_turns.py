@@ -135,5 +135,6 @@ async def test_a_claim_holds_the_writer_for_a_few_hundred_rows_at_a_time(tmp_pat
     assert len(claimed) == SQLITE_WRITE_ROWS * 2 + 50
     keys = [(s.next_due_at, s.id) for s in claimed]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # earliest first, none twice
-    assert claim_commits == 3  # 200 + 200 + 50 rows
-    assert len(commits) - claim_commits == 5  # 100 outcomes a transaction (two rows each)
+    assert claim_commits == 3  # SQLITE_WRITE_ROWS twice, then the last 50
+    # Half as many outcomes a transaction (two rows each): 2 * 2 + 1 (the last 50).
+    assert len(commits) - claim_commits == 5

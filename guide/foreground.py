@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 _IN_A_PAGE: contextvars.ContextVar[bool] = contextvars.ContextVar("in_a_page", default=False)
 # The longest a sender waits for the pages before it goes on anyway.
 MAX_WAIT_SECONDS = 0.05
+# Pages served this recently count as in use: the pass keeps its transactions short.
+IN_USE_SECONDS = 2.0
 
 
 def in_a_page() -> bool:
@@ -34,6 +37,7 @@ class Foreground:
     def __init__(self, max_wait: float = MAX_WAIT_SECONDS) -> None:
         self.max_wait = max_wait
         self.in_flight = 0
+        self.last_seen = float("-inf")  # time.monotonic() when the last request ended
         self._waiting: list[asyncio.Future[None]] = []
 
     @contextmanager
@@ -45,9 +49,14 @@ class Foreground:
             yield
         finally:
             self.in_flight -= 1
+            self.last_seen = time.monotonic()
             _IN_A_PAGE.reset(token)
             if not self.in_flight:
                 self._wake()
+
+    def in_use(self) -> bool:
+        """Whether a page is in flight or was served within IN_USE_SECONDS."""
+        return bool(self.in_flight) or time.monotonic() - self.last_seen < IN_USE_SECONDS
 
     async def turn(self) -> None:
         """Return at once with no page in flight; else when they are done, or after max_wait."""

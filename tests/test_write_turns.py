@@ -138,3 +138,24 @@ async def test_a_claim_holds_the_writer_for_a_few_hundred_rows_at_a_time(tmp_pat
     assert claim_commits == 3  # SQLITE_WRITE_ROWS twice, then the last 50
     # Half as many outcomes a transaction (two rows each): 2 * 2 + 1 (the last 50).
     assert len(commits) - claim_commits == 5
+
+
+async def test_with_nobody_on_the_pages_a_claim_is_one_transaction(tmp_path: Path) -> None:
+    foreground = Foreground()
+    path = tmp_path / "guide.sqlite3"
+    store = await Store.open("", sqlite_path=path, foreground=foreground)
+    try:
+        await seed_due("", path, SQLITE_WRITE_ROWS * 4, NOW, "q")
+        commits: list[int] = []
+        event.listen(store.engine.sync_engine, "commit", lambda conn: commits.append(1))
+        lease = NOW + timedelta(minutes=1)
+        quiet = await store.claim_due(NOW, SQLITE_WRITE_ROWS * 2, "node-a", lease)
+        assert (len(quiet), len(commits)) == (SQLITE_WRITE_ROWS * 2, 1)
+        with foreground.request():
+            pass  # a page was just served: the pages are in use
+        commits.clear()
+        busy = await store.claim_due(NOW, SQLITE_WRITE_ROWS * 2, "node-a", lease)
+        assert (len(busy), len(commits)) == (SQLITE_WRITE_ROWS * 2, 2)
+        assert not {s.id for s in quiet} & {s.id for s in busy}
+    finally:
+        await store.close()

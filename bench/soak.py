@@ -100,6 +100,7 @@ async def server(state: Path, smtp_port: int, web_port: int, connections: int) -
     """Serve the pages; from stdin, 'mark' (the loop lag so far), 'dispatch' (a pass at NOW)."""
     from aiohttp import web
 
+    from guide import eventloop
     from web.app import create_app
     from wiring import build, web_context
 
@@ -112,6 +113,7 @@ async def server(state: Path, smtp_port: int, web_port: int, connections: int) -
     await web.TCPSite(runner, "127.0.0.1", web_port).start()
     commands = await stdin_lines()
     gc.freeze()  # as serve does once started: what start-up built is left out of collections
+    eventloop.short_gil_turns()  # and this
     lag = LoopLag()
     probe = asyncio.create_task(lag.run())
     say({"ready": os.getpid()})

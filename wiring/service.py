@@ -13,6 +13,7 @@ from aiohttp import web
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from guide import eventloop
 from guide.config import Config
 from web.admin.app import start_admin
 from web.app import create_app
@@ -60,6 +61,7 @@ async def serve(
     # collector's full passes, which would otherwise walk it all (about 120,000 objects, tens
     # of milliseconds) in the middle of whatever page or send happens to trigger one.
     gc.freeze()
+    eventloop.short_gil_turns()  # pages and the pass share the loop: see guide/eventloop.py
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -78,15 +78,15 @@ class DispatchQueries(NodeQueries):
                 break
         return sorted(claimed, key=lambda s: (s.next_due_at, s.id))
 
-    def _write_rows(self, rows: int) -> int:
-        """How many rows one write transaction of the pass may take."""
+    def _write_rows(self, items: int, rows_each: int = 1) -> int:
+        """How many of `items` (each writing `rows_each` rows) one pass transaction may take."""
         if self.dialect != "sqlite" or self.write_turns is None:
-            return rows
+            return items
         foreground = self.write_turns.foreground
         # Without the pages' Foreground (a CLI command, a test) nobody can say: keep it short.
         if foreground is None or foreground.in_use():
-            return min(rows, SQLITE_WRITE_ROWS)
-        return rows
+            return min(items, max(1, SQLITE_WRITE_ROWS // rows_each))
+        return items
 
     async def _claim(
         self, now: datetime, limit: int, owner: str, lease_until: datetime
@@ -132,7 +132,7 @@ class DispatchQueries(NodeQueries):
     async def record(self, outcomes: Iterable[Outcome], now: datetime) -> None:
         """Write a batch of send outcomes (executemany per kind); on SQLite, in short parts."""
         done = list(outcomes)
-        step = max(1, self._write_rows(len(done)) // 2)  # two statements a sent outcome
+        step = max(1, self._write_rows(len(done), rows_each=2))  # a delivery and its subscriber
         for start in range(0, len(done), step):
             await self._record(done[start : start + step], now)
 

@@ -38,7 +38,8 @@ class Foreground:
         self.max_wait = max_wait
         self.in_flight = 0
         self.last_seen = float("-inf")  # time.monotonic() when the last request ended
-        self._waiting: list[asyncio.Future[None]] = []
+        # Resolved when the last request in flight ends; one for all the waiting senders.
+        self._quiet: asyncio.Future[None] | None = None
 
     @contextmanager
     def request(self) -> Iterator[None]:
@@ -51,8 +52,9 @@ class Foreground:
             self.in_flight -= 1
             self.last_seen = time.monotonic()
             _IN_A_PAGE.reset(token)
-            if not self.in_flight:
-                self._wake()
+            if not self.in_flight and self._quiet is not None:
+                _settle(self._quiet)
+                self._quiet = None
 
     def in_use(self) -> bool:
         """Whether a page is in flight or was served within IN_USE_SECONDS."""
@@ -62,19 +64,11 @@ class Foreground:
         """Return at once with no page in flight; else when they are done, or after max_wait."""
         if not self.in_flight:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiting.append(waiter)
-        timer = loop.call_later(self.max_wait, _settle, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-
-    def _wake(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for waiter in waiting:
-            _settle(waiter)
+        if self._quiet is None:
+            self._quiet = asyncio.get_running_loop().create_future()
+        # A timeout leaves the shared future alone (asyncio.wait never cancels it), so under
+        # a flood of requests nothing piles up for the waiters that gave up.
+        await asyncio.wait([self._quiet], timeout=self.max_wait)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:

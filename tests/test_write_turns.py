@@ -20,47 +20,72 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HOT_WRITERS = 2
 
 
+async def add_active(store: Store, prefix: str, count: int) -> list[int]:
+    """`count` active subscribers, all due at NOW; their ids."""
+    ids = []
+    for i in range(count):
+        new = NewSubscriber(
+            email=f"{prefix}{i}@example.org",
+            sequence_id="no-contact",
+            timezone="UTC",
+            send_time="08:00",
+        )
+        sub, _ = await store.add(new, status="active", now=NOW, next_due_at=NOW, actor="test")
+        ids.append(sub.id)
+    return ids
+
+
+class HotWriters:
+    """Writers committing back to back with a pause inside each transaction, as the recorder
+    and the claimer of a busy pass do; `commits` counts what they committed."""
+
+    def __init__(self, store: Store, rows: list[int]) -> None:
+        self.store = store
+        self.rows = rows
+        self.commits = 0
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> HotWriters:
+        self.tasks = [asyncio.create_task(self._hot(row)) for row in self.rows]
+        await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+    async def _hot(self, row: int) -> None:
+        while not self.stop.is_set():
+            async with self.store.writing() as conn:
+                query = update(subscribers).where(subscribers.c.id == row)
+                await conn.execute(query.values(attempts=self.commits))
+                await asyncio.sleep(0.005)
+                await conn.execute(query.values(attempts=self.commits + 1))
+            self.commits += 1
+
+    async def overtaken(self, sids: list[int], *, page: Foreground | None = None) -> list[int]:
+        """Pause each of `sids` (in a page request with `page`): commits made meanwhile."""
+        counts = []
+        for sid in sids:
+            before = self.commits
+            with page.request() if page else contextlib.nullcontext():
+                changed = await self.store.change(sid, now=NOW, actor="test", status="paused")
+            assert changed is not None and changed.status == "paused"
+            counts.append(self.commits - before)
+        return counts
+
+
 async def test_a_change_waits_for_at_most_the_writers_already_queued(tmp_path: Path) -> None:
-    # Two writers commit back to back with a pause inside each transaction, as the recorder
-    # and the claimer of a busy pass do. Before writes took turns, SQLite's busy handler let
-    # them win every poll: a change from a page waited through hundreds of their commits
-    # (seconds; "database is locked" once past busy_timeout).
+    # Before writes took turns, SQLite's busy handler let two busy writers win every poll: a
+    # change from a page waited through hundreds of their commits (seconds; "database is
+    # locked" once past busy_timeout).
     store = await Store.open("", sqlite_path=tmp_path / "guide.sqlite3")
     try:
-        ids = []
-        for i in range(2 + 20):
-            new = NewSubscriber(
-                email=f"r{i}@example.org",
-                sequence_id="no-contact",
-                timezone="UTC",
-                send_time="08:00",
-            )
-            sub, _ = await store.add(new, status="active", now=NOW, next_due_at=NOW, actor="test")
-            ids.append(sub.id)
-        commits = 0
-        stop = asyncio.Event()
-
-        async def hot(row: int) -> None:
-            nonlocal commits
-            while not stop.is_set():
-                async with store.writing() as conn:
-                    query = update(subscribers).where(subscribers.c.id == row)
-                    await conn.execute(query.values(attempts=commits))
-                    await asyncio.sleep(0.005)
-                    await conn.execute(query.values(attempts=commits + 1))
-                commits += 1
-
-        writers = [asyncio.create_task(hot(ids[n])) for n in range(HOT_WRITERS)]
-        await asyncio.sleep(0.05)
-        overtaken = []
-        for sid in ids[HOT_WRITERS:]:
-            before = commits
-            changed = await store.change(sid, now=NOW, actor="test", status="paused")
-            assert changed is not None and changed.status == "paused"
-            overtaken.append(commits - before)
-        stop.set()
-        await asyncio.gather(*writers)
-        assert commits > 20  # the writers really were busy throughout
+        ids = await add_active(store, "r", HOT_WRITERS + 20)
+        async with HotWriters(store, ids[:HOT_WRITERS]) as writers:
+            overtaken = await writers.overtaken(ids[HOT_WRITERS:])
+        assert writers.commits > 20  # the writers really were busy throughout
         # In arrival order, each change waits for at most one transaction per busy writer.
         assert max(overtaken) <= HOT_WRITERS, overtaken
     finally:
@@ -71,47 +96,11 @@ async def test_a_page_change_goes_before_every_queued_pass_write(tmp_path: Path)
     # Four busy writers keep the queue full. A change made while a page request is served
     # (guide/foreground.py) waits only for the transaction in progress, not for the queue.
     store = await Store.open("", sqlite_path=tmp_path / "guide.sqlite3")
-    foreground = Foreground()
     try:
-        ids = []
-        for i in range(4 + 10):
-            new = NewSubscriber(
-                email=f"p{i}@example.org",
-                sequence_id="no-contact",
-                timezone="UTC",
-                send_time="08:00",
-            )
-            sub, _ = await store.add(new, status="active", now=NOW, next_due_at=NOW, actor="test")
-            ids.append(sub.id)
-        commits = 0
-        stop = asyncio.Event()
-
-        async def hot(row: int) -> None:
-            nonlocal commits
-            while not stop.is_set():
-                async with store.writing() as conn:
-                    query = update(subscribers).where(subscribers.c.id == row)
-                    await conn.execute(query.values(attempts=commits))
-                    await asyncio.sleep(0.005)
-                commits += 1
-
-        writers = [asyncio.create_task(hot(ids[n])) for n in range(4)]
-        await asyncio.sleep(0.05)
-
-        async def overtaken(sids: list[int], as_a_page: bool) -> list[int]:
-            counts = []
-            for sid in sids:
-                before = commits
-                with foreground.request() if as_a_page else contextlib.nullcontext():
-                    changed = await store.change(sid, now=NOW, actor="test", status="paused")
-                assert changed is not None and changed.status == "paused"
-                counts.append(commits - before)
-            return counts
-
-        plain = await overtaken(ids[4:9], as_a_page=False)
-        page = await overtaken(ids[9:], as_a_page=True)
-        stop.set()
-        await asyncio.gather(*writers)
+        ids = await add_active(store, "p", 4 + 10)
+        async with HotWriters(store, ids[:4]) as writers:
+            plain = await writers.overtaken(ids[4:9])
+            page = await writers.overtaken(ids[9:], page=Foreground())
         assert min(plain) >= 2, plain  # in arrival order: behind the queued writers
         assert max(page) <= 1, page  # a page: only the transaction in progress
     finally:
@@ -151,6 +140,9 @@ async def test_with_nobody_on_the_pages_a_claim_is_one_transaction(tmp_path: Pat
         lease = NOW + timedelta(minutes=1)
         quiet = await store.claim_due(NOW, SQLITE_WRITE_ROWS * 2, "node-a", lease)
         assert (len(quiet), len(commits)) == (SQLITE_WRITE_ROWS * 2, 1)
+        later = NOW + timedelta(hours=1)
+        await store.record([Retry(s.id, later, 1, NOW, "451 later") for s in quiet], NOW)
+        assert len(commits) == 2  # the whole batch of outcomes, one transaction too
         with foreground.request():
             pass  # a page was just served: the pages are in use
         commits.clear()

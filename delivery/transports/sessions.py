@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 from typing import Protocol
 
@@ -206,15 +207,15 @@ class PipelinedSession:
     @property
     def usable(self) -> bool:
         """Connected, and nothing arrived unasked (a relay's 421 before it hangs up)."""
-        return self.replies.lost is None and not self.replies.replies and not self._closing
-
-    @property
-    def _closing(self) -> bool:
-        return self.transport.is_closing()
+        return (
+            self.replies.lost is None
+            and not self.replies.replies
+            and not self.transport.is_closing()
+        )
 
     def _write(self, data: bytes) -> None:
         self.replies.raise_if_lost()
-        if self._closing:
+        if self.transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self.transport.write(data)
 
@@ -253,11 +254,10 @@ class PipelinedSession:
     async def quit(self) -> None:
         """QUIT, read the 221 (or not), close."""
         try:
-            if self.usable:
-                self._write(b"QUIT\r\n")
-                await self.replies.next()
-        except aiosmtplib.SMTPException:
-            pass
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                if self.usable:
+                    self._write(b"QUIT\r\n")
+                    await self.replies.next()
         finally:
             self.transport.close()
             self.client.close()  # aiosmtplib forgets the session it no longer owns

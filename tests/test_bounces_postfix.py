@@ -41,7 +41,11 @@ def test_a_dsn_from_a_real_postfix_bounces_its_subscriber_within_one_ingest(
     )
     assert site.run("subscribers", "add", DEAD, "--at", "08:00").code == 0
     assert site.run("subscribers", "add", "alive@elsewhere.test", "--at", "08:00").code == 0
-    soon = datetime.now(UTC) + timedelta(days=1, hours=1)
+    # Tomorrow at noon, whatever the hour now: after 08:00 on the day the first lesson is due
+    # (now + 25 hours was 00:20 the day after next when the suite ran at 23:20, when the next
+    # lesson's 08:00 was still ahead and the second pass found nobody due).
+    soon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    soon += timedelta(days=1)
     # Postfix answers 250 for both; nothing is known about the dead address yet.
     ran = site.run("tick", "--now", soon.isoformat())
     assert (ran.code, ran.out.strip()) == (0, "claimed 2: sent 2"), ran.err

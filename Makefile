@@ -31,8 +31,9 @@ test: $(VENV)/.installed-test lint
 	@# and with PYTHONDONTWRITEBYTECODE set (as on CI machines) each would compile them again.
 	$(PY) -m compileall -q -j 0 cli delivery guide scheduler web wiring bench tests run.py
 	$(PY) run.py lessons check
-	@# One worker per core: most tests wait on subprocesses and sockets (7 min instead of 15 on 2 cores).
-	$(PY) -m pytest -n auto
+	@# One worker per core, most tests wait on subprocesses and sockets; at most four, since
+	@# each worker starts its own throwaway PostgreSQL (tests/pgserver.py).
+	$(PY) -m pytest -n auto --maxprocesses 4
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

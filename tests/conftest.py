@@ -21,11 +21,14 @@ def logging_as_it_was() -> Iterator[None]:
     the test: every later log line at INFO (aiosmtpd logs each connection) then failed inside
     logging, which printed a traceback for it, slowing later tests by minutes.
     """
-    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
-    saved = [(lg, lg.level, lg.handlers[:], lg.filters[:], lg.disabled) for lg in loggers]
+    # Loggers only, not the placeholders of names no module has asked for yet.
+    loggers = [
+        logging.root,
+        *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]
+    saved = [(lg, lg.level, lg.handlers[:], lg.filters[:]) for lg in loggers]
     yield
-    for lg, level, handlers, filters, disabled in saved:
+    for lg, level, handlers, filters in saved:
         lg.setLevel(level)
         lg.handlers[:] = handlers
-        lg.filters[:] = filters
-        lg.disabled = disabled
+        lg.filters[:] = filters  # dictConfig adds its filters again on every call
